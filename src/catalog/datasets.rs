@@ -1,0 +1,160 @@
+//! Datasets: tables whose data lives in a bucket (Parquet written by lakehouse, or
+//! existing files registered with `CREATE EXTERNAL TABLE`).
+//!
+//! An owned dataset lives in its own directory `<bucket>/datasets/<name>-<id>/`; its
+//! Arrow schema is kept in the catalog (so an empty table keeps its types, vectors
+//! included) and `INSERT` adds Parquet files next to the existing ones. External
+//! datasets keep their `CREATE EXTERNAL TABLE` statement and are re-created from it.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::arrow::ipc::writer::StreamWriter;
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{BucketRecord, Catalog, now_rfc3339};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatasetRecord {
+    pub name: String,
+    pub bucket: String,
+    /// Directory URL (owned) or the external table's location.
+    pub location: String,
+    pub format: String,
+    /// Owned datasets' files are deleted by DROP TABLE; external files never are.
+    pub owned: bool,
+    /// Arrow IPC schema, base64 (owned datasets).
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// The CREATE EXTERNAL TABLE statement (external datasets).
+    #[serde(default)]
+    pub definition: Option<String>,
+    /// How the dataset came to be: `create table`, `create table as`, `external`.
+    pub source: String,
+    pub created_at: String,
+}
+
+impl DatasetRecord {
+    pub fn arrow_schema(&self) -> Result<Option<SchemaRef>> {
+        self.schema.as_deref().map(decode_schema).transpose()
+    }
+}
+
+pub fn encode_schema(schema: &Schema) -> Result<String> {
+    let mut writer = StreamWriter::try_new(Vec::new(), schema)?;
+    writer.finish()?;
+    let bytes = writer.into_inner()?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+pub fn decode_schema(text: &str) -> Result<SchemaRef> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| Error::Internal(format!("stored schema is not base64: {e}")))?;
+    Ok(StreamReader::try_new(Cursor::new(bytes), None)?.schema())
+}
+
+/// A fresh, unique directory for a new owned dataset in `bucket`.
+pub fn new_location(bucket: &BucketRecord, name: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}datasets/{name}-{}/", bucket.url, &id[..12])
+}
+
+/// The DataFusion table behind an owned Parquet dataset.
+pub fn owned_parquet_table(record: &DatasetRecord) -> Result<Arc<dyn TableProvider>> {
+    let schema = record
+        .arrow_schema()?
+        .ok_or_else(|| Error::Internal(format!("dataset {} has no stored schema", record.name)))?;
+    let url = ListingTableUrl::parse(&record.location)?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet");
+    let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
+    Ok(Arc::new(ListingTable::try_new(config)?))
+}
+
+/// Local directory of a `file://` location.
+pub fn local_dir(location: &str) -> Option<std::path::PathBuf> {
+    url::Url::parse(location).ok()?.to_file_path().ok()
+}
+
+impl Catalog {
+    pub fn dataset(&self, name: &str) -> Option<DatasetRecord> {
+        self.snapshot().datasets.get(name).cloned()
+    }
+
+    /// Register (or with `replace`, overwrite) a dataset record durably.
+    /// Returns the record it replaced, whose files the caller removes.
+    pub fn put_dataset(&self, record: DatasetRecord, replace: bool) -> Result<Option<DatasetRecord>> {
+        self.update(|s| {
+            if !s.buckets.contains_key(&record.bucket) {
+                return Err(super::buckets::unknown_bucket(&record.bucket));
+            }
+            if !replace && s.datasets.contains_key(&record.name) {
+                return Err(Error::TableExists(record.name.clone()));
+            }
+            Ok(s.datasets.insert(record.name.clone(), record))
+        })
+    }
+
+    pub fn remove_dataset(&self, name: &str) -> Result<Option<DatasetRecord>> {
+        self.update(|s| Ok(s.datasets.remove(name)))
+    }
+}
+
+pub fn new_record(name: &str, bucket: &str, location: String, source: &str) -> DatasetRecord {
+    DatasetRecord {
+        name: name.to_string(),
+        bucket: bucket.to_string(),
+        location,
+        format: "parquet".into(),
+        owned: true,
+        schema: None,
+        definition: None,
+        source: source.to_string(),
+        created_at: now_rfc3339(),
+    }
+}
+
+/// Delete an owned dataset's directory; best effort (a leftover directory is
+/// unreferenced and harmless).
+pub fn remove_files(record: &DatasetRecord) {
+    if !record.owned {
+        return;
+    }
+    if let Some(dir) = local_dir(&record.location) {
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!("could not remove {}: {e}", dir.display());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::{DataType, Field};
+
+    #[test]
+    fn schema_roundtrip_keeps_vector_types() {
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new(
+                "emb",
+                DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), 3),
+                true,
+            ),
+        ]);
+        let text = encode_schema(&schema).unwrap();
+        assert_eq!(decode_schema(&text).unwrap().as_ref(), &schema);
+    }
+}

@@ -1,0 +1,239 @@
+//! Persistent state: buckets and datasets (later: indexes, eval sets, trials,
+//! promotions, profiles), and the procedures that change it (`CALL …`).
+//!
+//! The whole catalog is one small JSON document, `<data-dir>/_catalog/catalog.json`.
+//! Every change is applied to a copy, written to a temporary file, fsynced, and renamed
+//! over the old file (then the directory is fsynced), so a crash at any point leaves
+//! either the old or the new state readable, never a mix. A `LOCK` file next to it,
+//! held with an exclusive OS lock for the life of the process, keeps a second process
+//! from writing the same data directory.
+
+pub mod buckets;
+pub mod datasets;
+pub mod procedures;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+pub use buckets::{BucketKind, BucketRecord};
+pub use datasets::DatasetRecord;
+
+use crate::error::{Error, Result};
+
+/// Bumped when the document's shape changes; older documents are migrated on load.
+pub const CATALOG_VERSION: u32 = 1;
+pub const CATALOG_DIR: &str = "_catalog";
+const CATALOG_FILE: &str = "catalog.json";
+const LOCK_FILE: &str = "LOCK";
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct CatalogState {
+    pub version: u32,
+    #[serde(default)]
+    pub buckets: BTreeMap<String, BucketRecord>,
+    #[serde(default)]
+    pub datasets: BTreeMap<String, DatasetRecord>,
+}
+
+pub struct Catalog {
+    data_dir: PathBuf,
+    catalog_path: PathBuf,
+    state: RwLock<Arc<CatalogState>>,
+    /// Serialises writers: read-modify-write of the document happens under this lock.
+    write_lock: std::sync::Mutex<()>,
+    _lock_file: File,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog").field("data_dir", &self.data_dir).finish()
+    }
+}
+
+impl Catalog {
+    /// Open (creating if needed) the catalog in `data_dir`, taking the process lock.
+    pub fn open(data_dir: &Path) -> Result<Catalog> {
+        std::fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir.display(), e))?;
+        let data_dir = data_dir.canonicalize().map_err(|e| Error::io(data_dir.display(), e))?;
+        let dir = data_dir.join(CATALOG_DIR);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+
+        let lock_path = dir.join(LOCK_FILE);
+        let lock_file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(lock_path.display(), e))?;
+        match lock_file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::DataDirLocked {
+                    path: data_dir.display().to_string(),
+                    lock: lock_path.display().to_string(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(lock_path.display(), e)),
+        }
+        let mut pid = &lock_file;
+        let _ = pid.set_len(0);
+        let _ = writeln!(pid, "{}", std::process::id());
+
+        let catalog_path = dir.join(CATALOG_FILE);
+        let mut state = if catalog_path.exists() {
+            let text = std::fs::read_to_string(&catalog_path)
+                .map_err(|e| Error::io(catalog_path.display(), e))?;
+            serde_json::from_str::<CatalogState>(&text).map_err(|e| Error::CorruptCatalog {
+                path: catalog_path.display().to_string(),
+                reason: e.to_string(),
+            })?
+        } else {
+            CatalogState { version: CATALOG_VERSION, ..Default::default() }
+        };
+        if state.version > CATALOG_VERSION {
+            return Err(Error::CorruptCatalog {
+                path: catalog_path.display().to_string(),
+                reason: format!(
+                    "written by a newer lakehouse (catalog version {}, this build reads up to {CATALOG_VERSION})",
+                    state.version
+                ),
+            });
+        }
+        state.version = CATALOG_VERSION;
+        buckets::ensure_builtin(&mut state, &data_dir)?;
+
+        let catalog = Catalog {
+            data_dir,
+            catalog_path,
+            state: RwLock::new(Arc::new(state.clone())),
+            write_lock: std::sync::Mutex::new(()),
+            _lock_file: lock_file,
+        };
+        catalog.persist(&state)?;
+        Ok(catalog)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// A consistent snapshot of the whole catalog.
+    pub fn snapshot(&self) -> Arc<CatalogState> {
+        self.state.read().expect("catalog lock poisoned").clone()
+    }
+
+    /// Apply `change` to a copy of the state and make it durable before it becomes
+    /// visible. If `change` or the write fails, nothing changes.
+    pub fn update<T>(&self, change: impl FnOnce(&mut CatalogState) -> Result<T>) -> Result<T> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = (*self.snapshot()).clone();
+        let out = change(&mut next)?;
+        self.persist(&next)?;
+        *self.state.write().expect("catalog lock poisoned") = Arc::new(next);
+        Ok(out)
+    }
+
+    fn persist(&self, state: &CatalogState) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(state).map_err(|e| Error::Internal(e.to_string()))?;
+        write_atomic(&self.catalog_path, &bytes)
+    }
+}
+
+/// Write `bytes` to `path` so that readers see the old or the new content, never a
+/// torn file: temp file in the same directory, fsync, rename, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path.display(), e));
+    }
+    Ok(())
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_process_is_refused_and_state_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Catalog::open(dir.path()).unwrap();
+        let err = Catalog::open(dir.path()).unwrap_err();
+        assert_eq!(err.sqlstate(), "55006");
+        assert!(err.to_string().contains("in use by another lakehouse process"));
+        c.update(|s| {
+            s.buckets.insert(
+                "extra".into(),
+                BucketRecord::new("extra", "file:///tmp/x/", BucketKind::User),
+            );
+            Ok(())
+        })
+        .unwrap();
+        drop(c);
+        let c = Catalog::open(dir.path()).unwrap();
+        let snap = c.snapshot();
+        assert!(snap.buckets.contains_key("extra"));
+        assert!(snap.buckets.contains_key("primary"));
+        assert!(snap.buckets.contains_key("rescue"));
+    }
+
+    #[test]
+    fn failed_change_leaves_state_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Catalog::open(dir.path()).unwrap();
+        let before = c.snapshot().buckets.len();
+        let r: Result<()> = c.update(|s| {
+            s.buckets.clear();
+            Err(Error::invalid("nope"))
+        });
+        assert!(r.is_err());
+        assert_eq!(c.snapshot().buckets.len(), before);
+        let on_disk: CatalogState = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("_catalog/catalog.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(on_disk.buckets.len(), before);
+    }
+
+    #[test]
+    fn torn_temp_files_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Catalog::open(dir.path()).unwrap());
+        // A crash between create and rename leaves a temp file behind: harmless.
+        std::fs::write(dir.path().join("_catalog/.catalog.json.dead.tmp"), b"{ torn").unwrap();
+        let c = Catalog::open(dir.path()).unwrap();
+        assert!(c.snapshot().buckets.contains_key("primary"));
+    }
+
+    #[test]
+    fn corrupt_catalog_is_reported_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Catalog::open(dir.path()).unwrap());
+        let path = dir.path().join("_catalog/catalog.json");
+        std::fs::write(&path, b"{ not json").unwrap();
+        let err = Catalog::open(dir.path()).unwrap_err();
+        assert_eq!(err.sqlstate(), "XX001");
+        assert_eq!(std::fs::read(&path).unwrap(), b"{ not json");
+    }
+}

@@ -1,0 +1,51 @@
+//! `CALL create_bucket('name', 'file:///abs/path')`: register a bucket at run time.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::StringArray;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+
+use super::{Args, Param, ParamType, Procedure};
+use crate::engine::{Engine, Session};
+use crate::error::Result;
+
+pub struct CreateBucketProcedure;
+
+const NAME: &str = "create_bucket";
+const PARAMS: &[Param] = &[
+    Param::required("name", ParamType::Text),
+    Param::required("location", ParamType::Text),
+];
+
+#[async_trait]
+impl Procedure for CreateBucketProcedure {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn params(&self) -> &'static [Param] {
+        PARAMS
+    }
+    fn output_schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("url", DataType::Utf8, false),
+        ]))
+    }
+    async fn call(&self, engine: &Engine, _session: &Session, args: Args) -> Result<Vec<RecordBatch>> {
+        let name = args.required_text("name")?.to_string();
+        let location = args.required_text("location")?.to_string();
+        let catalog = engine.catalog().clone();
+        let rec = tokio::task::spawn_blocking(move || catalog.create_bucket(&name, &location))
+            .await
+            .map_err(|e| crate::error::Error::Internal(e.to_string()))??;
+        Ok(vec![RecordBatch::try_new(
+            self.output_schema(),
+            vec![
+                Arc::new(StringArray::from(vec![rec.name])),
+                Arc::new(StringArray::from(vec![rec.url])),
+            ],
+        )?])
+    }
+}

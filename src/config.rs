@@ -1,0 +1,232 @@
+//! `lakehouse.toml` plus `LAKEHOUSE_*` environment overrides.
+//!
+//! ```toml
+//! [server]
+//! listen = "127.0.0.1:5433"
+//! tls_cert = "/etc/lakehouse/server.crt"   # optional; both or neither
+//! tls_key = "/etc/lakehouse/server.key"
+//! max_message_bytes = 67108864
+//!
+//! [storage]
+//! data_dir = "./lakehouse-data"
+//!
+//! [auth]
+//! method = "scram-sha-256"                 # or "md5"
+//! [[auth.users]]
+//! name = "alice"
+//! password_env = "ALICE_PASSWORD"          # or password = "…" (keep the file private)
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5433";
+pub const DEFAULT_DATA_DIR: &str = "./lakehouse-data";
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            tls_cert: None,
+            tls_key: None,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { data_dir: default_data_dir() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum AuthMethod {
+    #[default]
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+    #[serde(rename = "md5")]
+    Md5,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub method: AuthMethod,
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    pub password: Option<String>,
+    pub password_env: Option<String>,
+}
+
+impl std::fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print a password, even in debug output.
+        f.debug_struct("UserConfig")
+            .field("name", &self.name)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_env", &self.password_env)
+            .finish()
+    }
+}
+
+impl UserConfig {
+    /// The user's password, from the config file or the named environment variable.
+    pub fn resolve_password(&self) -> Result<String> {
+        match (&self.password, &self.password_env) {
+            (Some(p), None) => Ok(p.clone()),
+            (None, Some(var)) => std::env::var(var).map_err(|_| {
+                Error::Configuration(format!(
+                    "user \"{}\": environment variable {var} (password_env) is not set",
+                    self.name
+                ))
+            }),
+            _ => Err(Error::Configuration(format!(
+                "user \"{}\" needs exactly one of password or password_env",
+                self.name
+            ))),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    DEFAULT_LISTEN.to_string()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_DATA_DIR)
+}
+fn default_max_message() -> usize {
+    DEFAULT_MAX_MESSAGE_BYTES
+}
+
+impl Config {
+    /// Load from `path` (missing file is an error only when the path was given
+    /// explicitly), then apply `LAKEHOUSE_LISTEN` and `LAKEHOUSE_DATA_DIR`.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let mut config = match path {
+            Some(p) => Self::from_file(p)?,
+            None if Path::new("lakehouse.toml").exists() => Self::from_file(Path::new("lakehouse.toml"))?,
+            None => Config::default(),
+        };
+        if let Ok(listen) = std::env::var("LAKEHOUSE_LISTEN") {
+            config.server.listen = listen;
+        }
+        if let Ok(dir) = std::env::var("LAKEHOUSE_DATA_DIR") {
+            config.storage.data_dir = PathBuf::from(dir);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path.display(), e))?;
+        Self::from_toml(&text).map_err(|e| match e {
+            Error::Configuration(msg) => Error::Configuration(format!("{}: {msg}", path.display())),
+            other => other,
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|e| Error::Configuration(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.listen_addr()?;
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return Err(Error::Configuration(
+                "[server] tls_cert and tls_key must be set together".into(),
+            ));
+        }
+        if self.server.max_message_bytes < 1024 {
+            return Err(Error::Configuration("[server] max_message_bytes must be at least 1024".into()));
+        }
+        for u in &self.auth.users {
+            if u.password.is_some() == u.password_env.is_some() {
+                return Err(Error::Configuration(format!(
+                    "user \"{}\" needs exactly one of password or password_env",
+                    u.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr> {
+        self.server.listen.parse().map_err(|_| {
+            Error::Configuration(format!(
+                "listen address \"{}\" is not host:port (for example 127.0.0.1:5433)",
+                self.server.listen
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_bind_loopback() {
+        let c = Config::from_toml("").unwrap();
+        assert!(c.listen_addr().unwrap().ip().is_loopback());
+        assert_eq!(c.server.max_message_bytes, 64 << 20);
+        assert!(c.auth.users.is_empty());
+    }
+
+    #[test]
+    fn users_and_tls_are_checked() {
+        let c = Config::from_toml(
+            "[auth]\nmethod = \"md5\"\n[[auth.users]]\nname = \"a\"\npassword = \"secret\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.auth.method, AuthMethod::Md5);
+        assert!(!format!("{:?}", c.auth.users[0]).contains("secret"));
+        assert!(Config::from_toml("[server]\ntls_cert = \"x\"\n").is_err());
+        assert!(Config::from_toml("[[auth.users]]\nname = \"a\"\n").is_err());
+        assert!(Config::from_toml("[server]\nlisten = \"nope\"\n").is_err());
+        assert!(Config::from_toml("[bogus]\n").is_err());
+    }
+}

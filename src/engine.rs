@@ -1,0 +1,757 @@
+//! The engine: one entry point, [`Engine::execute`], shared by the pgwire server and the
+//! embedded CLI.
+//!
+//! A statement is parsed with DataFusion's parser (PostgreSQL dialect, then rewritten by
+//! datafusion-pg-catalog's compatibility rules so psql's and BI tools' catalog queries
+//! plan). Statements DataFusion cannot plan — `CALL`, `SET`/`SHOW`/`RESET`/`DISCARD`,
+//! transaction control, `CREATE INDEX` — are answered here; DDL that must persist
+//! (`CREATE TABLE [AS]`, `CREATE EXTERNAL TABLE`, `DROP TABLE`) is planned by DataFusion
+//! and then carried out against the catalog; everything else runs as a DataFusion plan.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, RecordBatch, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{CatalogProvider, SchemaProvider};
+use datafusion::common::{ParamValues, ScalarValue, TableReference};
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::{DdlStatement, DmlStatement, LogicalPlan, WriteOp};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParser, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::{
+    CreateTableOptions, Expr, Set, SqlOption, Statement, Value,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use futures::StreamExt;
+
+use crate::catalog::datasets::{self, DatasetRecord};
+use crate::catalog::procedures::{self, Procedure};
+use crate::catalog::{Catalog, buckets};
+use crate::config::Config;
+use crate::error::{Error, Result};
+pub use crate::session::Session;
+
+/// The default catalog (database) name, and the schema datasets live in.
+pub const CATALOG_NAME: &str = "lakehouse";
+pub const DATA_SCHEMA: &str = "public";
+
+/// What one statement produced.
+pub enum QueryResult {
+    /// A row set (SELECT, SHOW, CALL, EXPLAIN, …), streamed.
+    Rows { schema: SchemaRef, stream: SendableRecordBatchStream },
+    /// A command with its completion tag (`CREATE TABLE`, `INSERT 0 3`, …).
+    Command { tag: String, rows: Option<usize> },
+}
+
+impl std::fmt::Debug for QueryResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueryResult::Rows { schema, .. } => write!(f, "Rows({schema:?})"),
+            QueryResult::Command { tag, rows } => write!(f, "Command({tag}, {rows:?})"),
+        }
+    }
+}
+
+impl QueryResult {
+    fn command(tag: &str) -> QueryResult {
+        QueryResult::Command { tag: tag.to_string(), rows: None }
+    }
+
+    fn batches(schema: SchemaRef, batches: Vec<RecordBatch>) -> QueryResult {
+        let s = schema.clone();
+        let stream = futures::stream::iter(batches.into_iter().map(Ok));
+        QueryResult::Rows { schema, stream: Box::pin(RecordBatchStreamAdapter::new(s, stream)) }
+    }
+
+    /// Buffer a streamed result (used between statements of one query string, so the
+    /// next statement sees this one's effects in order).
+    pub async fn buffered(self) -> Result<QueryResult> {
+        match self {
+            QueryResult::Rows { schema, mut stream } => {
+                let mut out = vec![];
+                while let Some(b) = stream.next().await {
+                    out.push(b.map_err(Error::from)?);
+                }
+                Ok(QueryResult::batches(schema, out))
+            }
+            other => Ok(other),
+        }
+    }
+}
+
+/// A statement parsed (and, for DataFusion statements, planned) for the extended
+/// query protocol: Parse/Describe need parameter types and the result schema before
+/// Bind/Execute.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub sql: String,
+    statement: DFStatement,
+    plan: Option<LogicalPlan>,
+    /// `$1..$n` types DataFusion inferred (None where it could not).
+    pub param_types: Vec<Option<DataType>>,
+    /// Row description; None for commands.
+    pub schema: Option<SchemaRef>,
+}
+
+pub struct Engine {
+    config: Config,
+    catalog: Arc<Catalog>,
+    template: SessionContext,
+    data_schema: Arc<dyn SchemaProvider>,
+    procedures: HashMap<&'static str, Arc<dyn Procedure>>,
+    compat: PostgresCompatibilityParser,
+    /// DDL that touches the catalog runs one at a time.
+    ddl: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("catalog", &self.catalog).finish()
+    }
+}
+
+impl Engine {
+    /// Open the data directory (taking its lock), restore every dataset, and build
+    /// the shared catalogs and functions.
+    pub async fn open(config: Config) -> Result<Arc<Engine>> {
+        let catalog = {
+            let dir = config.storage.data_dir.clone();
+            Arc::new(
+                tokio::task::spawn_blocking(move || Catalog::open(&dir))
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))??,
+            )
+        };
+        let session_config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG_NAME, DATA_SCHEMA)
+            .with_create_default_catalog_and_schema(true)
+            .with_information_schema(true);
+        let template = SessionContext::new_with_config(session_config);
+        let catalog_provider: Arc<dyn CatalogProvider> = template
+            .catalog(CATALOG_NAME)
+            .ok_or_else(|| Error::Internal("default catalog missing".into()))?;
+        let data_schema = catalog_provider
+            .schema(DATA_SCHEMA)
+            .ok_or_else(|| Error::Internal("default schema missing".into()))?;
+        crate::table_providers::register_all(&catalog_provider, &catalog)?;
+        datafusion_pg_catalog::setup_pg_catalog(&template, CATALOG_NAME, EmptyContextProvider)
+            .map_err(|e| Error::from_datafusion(*e))?;
+        crate::udf::register_all(&template);
+
+        let engine = Engine {
+            config,
+            catalog,
+            template,
+            data_schema,
+            procedures: procedures::all().into_iter().map(|p| (p.name(), p)).collect(),
+            compat: PostgresCompatibilityParser::new(),
+            ddl: tokio::sync::Mutex::new(()),
+        };
+        engine.restore_datasets().await;
+        Ok(Arc::new(engine))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// A new session: its own DataFusion state (config, prepared statements) over the
+    /// engine's shared catalogs and functions.
+    pub fn new_session(&self, user: &str, database: &str) -> Session {
+        let id = uuid::Uuid::new_v4().to_string();
+        let state = SessionStateBuilder::new_from_existing(self.template.state())
+            .with_session_id(id.clone())
+            .build();
+        Session::new(id, user.to_string(), database.to_string(), SessionContext::new_with_state(state))
+    }
+
+    async fn restore_datasets(&self) {
+        let snapshot = self.catalog.snapshot();
+        for rec in snapshot.datasets.values() {
+            match self.provider_for(rec).await {
+                Ok(provider) => {
+                    if let Err(e) = self.data_schema.register_table(rec.name.clone(), provider) {
+                        tracing::warn!("dataset {}: {e}", rec.name);
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    "dataset {} could not be opened and is skipped until it can: {e}",
+                    rec.name
+                ),
+            }
+        }
+    }
+
+    async fn provider_for(&self, rec: &DatasetRecord) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+        if rec.owned {
+            return datasets::owned_parquet_table(rec);
+        }
+        let definition = rec
+            .definition
+            .as_deref()
+            .ok_or_else(|| Error::Internal(format!("external dataset {} has no definition", rec.name)))?;
+        let state = self.template.state();
+        match state.create_logical_plan(definition).await? {
+            LogicalPlan::Ddl(DdlStatement::CreateExternalTable(cmd)) => {
+                let factory = state
+                    .table_factories()
+                    .get(&cmd.file_type.to_uppercase())
+                    .ok_or_else(|| Error::NotSupported(format!("file type {}", cmd.file_type)))?
+                    .clone();
+                Ok(factory.create(&state, &cmd).await?)
+            }
+            _ => Err(Error::Internal(format!("bad definition for {}", rec.name))),
+        }
+    }
+
+    // ---------------------------------------------------------------- parsing
+
+    /// Parse a query string into statements.
+    pub fn parse(&self, sql: &str) -> Result<Vec<DFStatement>> {
+        let statements = DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})
+            .map_err(|e| match Error::from_datafusion(e) {
+                Error::Syntax(m) => Error::Syntax(m),
+                other => Error::Syntax(other.to_string()),
+            })?;
+        let all_plain = statements.iter().all(|s| matches!(s, DFStatement::Statement(_)));
+        if all_plain {
+            // The compatibility parser also replaces a few catalog queries wholesale.
+            if let Ok(rewritten) = self.compat.parse(sql) {
+                if rewritten.len() == statements.len() {
+                    return Ok(rewritten
+                        .into_iter()
+                        .map(|s| DFStatement::Statement(Box::new(s)))
+                        .collect());
+                }
+            }
+        }
+        Ok(statements
+            .into_iter()
+            .map(|s| match s {
+                DFStatement::Statement(st) => DFStatement::Statement(Box::new(self.compat.rewrite(*st))),
+                other => other,
+            })
+            .collect())
+    }
+
+    // ---------------------------------------------------------------- execution
+
+    /// Run every statement in `sql`, in order. Stops at the first error, returning the
+    /// results of the statements before it alongside the error.
+    pub async fn execute(&self, session: &Session, sql: &str) -> (Vec<QueryResult>, Option<Error>) {
+        let statements = match self.parse(sql) {
+            Ok(s) => s,
+            Err(e) => return (vec![], Some(e)),
+        };
+        let n = statements.len();
+        let mut out = Vec::with_capacity(n);
+        for (i, stmt) in statements.into_iter().enumerate() {
+            let result = match self.execute_statement(session, stmt, None).await {
+                Ok(r) if i + 1 < n => r.buffered().await,
+                other => other,
+            };
+            match result {
+                Ok(r) => out.push(r),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+        (out, None)
+    }
+
+    /// Convenience: run `sql` and collect every row set (tests, CLI).
+    pub async fn execute_collect(&self, session: &Session, sql: &str) -> Result<Vec<(SchemaRef, Vec<RecordBatch>)>> {
+        let (results, err) = self.execute(session, sql).await;
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let mut out = vec![];
+        for r in results {
+            if let QueryResult::Rows { schema, mut stream } = r {
+                let mut batches = vec![];
+                while let Some(b) = stream.next().await {
+                    batches.push(b?);
+                }
+                out.push((schema, batches));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Parse and plan one statement for the extended protocol.
+    pub async fn prepare(&self, session: &Session, sql: &str) -> Result<Prepared> {
+        let mut statements = self.parse(sql)?;
+        if statements.len() > 1 {
+            return Err(Error::Syntax("cannot insert multiple commands into a prepared statement".into()));
+        }
+        let statement = statements
+            .pop()
+            .ok_or_else(|| Error::Syntax("empty statement".into()))?;
+        let (plan, schema) = match self.command_schema(&statement) {
+            Some(schema) => (None, schema),
+            None => {
+                let plan = session.ctx.state().statement_to_plan(strip_options(statement.clone()).0).await?;
+                let schema = match &plan {
+                    LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) => None,
+                    LogicalPlan::Copy(_) => None,
+                    p => Some(Arc::new(p.schema().as_arrow().clone())),
+                };
+                (Some(plan), schema)
+            }
+        };
+        let param_types = match &plan {
+            Some(p) => {
+                let types = p.get_parameter_types()?;
+                let mut indexed: Vec<(usize, Option<DataType>)> = types
+                    .into_iter()
+                    .filter_map(|(k, v)| k.trim_start_matches('$').parse::<usize>().ok().map(|i| (i, v)))
+                    .collect();
+                indexed.sort_by_key(|(i, _)| *i);
+                let max = indexed.last().map(|(i, _)| *i).unwrap_or(0);
+                let mut out = vec![None; max];
+                for (i, t) in indexed {
+                    if i >= 1 {
+                        out[i - 1] = t;
+                    }
+                }
+                out
+            }
+            None => vec![],
+        };
+        Ok(Prepared { sql: sql.to_string(), statement, plan, param_types, schema })
+    }
+
+    /// Execute a prepared statement with bound parameter values.
+    pub async fn execute_prepared(&self, session: &Session, prepared: &Prepared, params: Vec<ScalarValue>) -> Result<QueryResult> {
+        match &prepared.plan {
+            Some(plan) => {
+                let plan = if params.is_empty() {
+                    plan.clone()
+                } else {
+                    plan.clone().with_param_values(ParamValues::List(params.into_iter().map(Into::into).collect()))?
+                };
+                let (_, bucket) = strip_options(prepared.statement.clone());
+                self.run_plan(session, plan, &prepared.statement, bucket).await
+            }
+            None => {
+                if !params.is_empty() {
+                    return Err(Error::invalid("this statement takes no parameters"));
+                }
+                self.execute_statement(session, prepared.statement.clone(), None).await
+            }
+        }
+    }
+
+    /// The row description of a statement we answer ourselves: `Some(None)` for a
+    /// command without rows, `None` if DataFusion plans the statement.
+    fn command_schema(&self, statement: &DFStatement) -> Option<Option<SchemaRef>> {
+        match statement {
+            DFStatement::Reset(_) => Some(None),
+            DFStatement::Statement(s) => match s.as_ref() {
+                Statement::Call(f) => {
+                    let name = f.name.to_string().to_lowercase();
+                    Some(self.procedures.get(name.as_str()).map(|p| p.output_schema()))
+                }
+                Statement::ShowVariable { variable } => Some(Some(show_schema(&show_name(variable)))),
+                Statement::StartTransaction { .. }
+                | Statement::Commit { .. }
+                | Statement::Rollback { .. }
+                | Statement::Set(_)
+                | Statement::Discard { .. }
+                | Statement::CreateIndex(_) => Some(None),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    pub async fn execute_statement(&self, session: &Session, statement: DFStatement, params: Option<Vec<ScalarValue>>) -> Result<QueryResult> {
+        if let DFStatement::Reset(datafusion::sql::parser::ResetStatement::Variable(name)) = &statement {
+            let name = name.to_string();
+            session.reset(if name.eq_ignore_ascii_case("all") { None } else { Some(&name) })?;
+            return Ok(QueryResult::command("RESET"));
+        }
+        if let DFStatement::Statement(s) = &statement {
+            match s.as_ref() {
+                Statement::Call(f) => return self.call(session, f).await,
+                Statement::StartTransaction { .. } => return Ok(QueryResult::command("BEGIN")),
+                Statement::Commit { .. } => return Ok(QueryResult::command("COMMIT")),
+                Statement::Rollback { .. } => return Ok(QueryResult::command("ROLLBACK")),
+                Statement::Set(set) => return self.set(session, set),
+                Statement::ShowVariable { variable } => return self.show(session, &show_name(variable)),
+                Statement::Discard { .. } => {
+                    session.reset(None)?;
+                    session.take_notices();
+                    return Ok(QueryResult::command("DISCARD ALL"));
+                }
+                Statement::CreateIndex(_) => return Err(create_index_unsupported()),
+                _ => {}
+            }
+        }
+        let (statement_plain, bucket) = strip_options(statement.clone());
+        let plan = session.ctx.state().statement_to_plan(statement_plain).await?;
+        let plan = match params {
+            Some(p) if !p.is_empty() => plan.with_param_values(ParamValues::List(p.into_iter().map(Into::into).collect()))?,
+            _ => plan,
+        };
+        self.run_plan(session, plan, &statement, bucket).await
+    }
+
+    async fn run_plan(&self, session: &Session, plan: LogicalPlan, statement: &DFStatement, bucket: Option<String>) -> Result<QueryResult> {
+        if let LogicalPlan::Dml(DmlStatement { op, .. }) = &plan {
+            if !matches!(op, WriteOp::Ctas) {
+                let tag = match op {
+                    WriteOp::Insert(_) => "INSERT 0",
+                    WriteOp::Delete => "DELETE",
+                    WriteOp::Update => "UPDATE",
+                    _ => "COPY",
+                };
+                let batches = session.ctx.execute_logical_plan(plan).await?.collect().await?;
+                return Ok(QueryResult::Command { tag: tag.to_string(), rows: Some(count_rows(&batches)) });
+            }
+        }
+        match plan {
+            LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(cmd)) => {
+                self.create_dataset(session, cmd, bucket).await
+            }
+            LogicalPlan::Ddl(DdlStatement::CreateExternalTable(cmd)) => {
+                self.create_external(session, cmd, statement.to_string()).await
+            }
+            LogicalPlan::Ddl(DdlStatement::DropTable(cmd)) => self.drop_dataset(session, cmd).await,
+            LogicalPlan::Ddl(DdlStatement::CreateIndex(_)) => Err(create_index_unsupported()),
+            LogicalPlan::Copy(_) => {
+                let batches = session.ctx.execute_logical_plan(plan).await?.collect().await?;
+                Ok(QueryResult::Command { tag: "COPY".into(), rows: Some(count_rows(&batches)) })
+            }
+            plan => {
+                let tag = match &plan {
+                    LogicalPlan::Ddl(d) => Some(d.name().to_uppercase()),
+                    _ => None,
+                };
+                let df = session.ctx.execute_logical_plan(plan).await?;
+                if let Some(tag) = tag {
+                    df.collect().await?;
+                    return Ok(QueryResult::Command { tag: ddl_tag(&tag), rows: None });
+                }
+                let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+                let stream = df.execute_stream().await?;
+                Ok(QueryResult::Rows { schema, stream })
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- CALL / SET / SHOW
+
+    async fn call(&self, session: &Session, f: &datafusion::sql::sqlparser::ast::Function) -> Result<QueryResult> {
+        let name = f.name.to_string().to_lowercase();
+        let procedure = self.procedures.get(name.as_str()).cloned().ok_or_else(|| {
+            let mut known: Vec<&str> = self.procedures.keys().copied().collect();
+            known.sort();
+            Error::UnknownProcedure(name.clone(), known.join(", "))
+        })?;
+        let (positional, named) = procedures::literal_args(&f.args)?;
+        let args = procedures::bind(&name, procedure.params(), positional, named)?;
+        let batches = procedure.call(self, session, args).await?;
+        Ok(QueryResult::batches(procedure.output_schema(), batches))
+    }
+
+    fn set(&self, session: &Session, set: &Set) -> Result<QueryResult> {
+        match set {
+            Set::SingleAssignment { variable, values, .. } => {
+                let name = variable.to_string();
+                if values.len() == 1 && matches!(&values[0], Expr::Identifier(i) if i.value.eq_ignore_ascii_case("default")) {
+                    session.reset(Some(&name))?;
+                } else {
+                    let value = values.iter().map(setting_value).collect::<Result<Vec<_>>>()?.join(", ");
+                    session.set(&name, &value)?;
+                }
+            }
+            Set::SetTimeZone { value, .. } => session.set("timezone", &setting_value(value)?)?,
+            Set::MultipleAssignments { assignments } => {
+                for a in assignments {
+                    session.set(&a.name.to_string(), &setting_value(&a.value)?)?;
+                }
+            }
+            // SET NAMES, SET ROLE, SET SESSION CHARACTERISTICS, SET TRANSACTION …:
+            // accepted; nothing here is role- or transaction-scoped.
+            _ => {}
+        }
+        Ok(QueryResult::command("SET"))
+    }
+
+    fn show(&self, session: &Session, name: &str) -> Result<QueryResult> {
+        if name.eq_ignore_ascii_case("all") {
+            let all = session.all();
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("name", DataType::Utf8, false),
+                Field::new("setting", DataType::Utf8, false),
+                Field::new("description", DataType::Utf8, false),
+            ]));
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(all.iter().map(|r| r.0.clone()).collect::<Vec<_>>())),
+                    Arc::new(StringArray::from(all.iter().map(|r| r.1.clone()).collect::<Vec<_>>())),
+                    Arc::new(StringArray::from(all.iter().map(|r| r.2.clone()).collect::<Vec<_>>())),
+                ],
+            )?;
+            return Ok(QueryResult::batches(schema, vec![batch]));
+        }
+        let value = session.get(name)?;
+        let schema = show_schema(name);
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![value]))])?;
+        Ok(QueryResult::batches(schema, vec![batch]))
+    }
+
+    // ---------------------------------------------------------------- datasets
+
+    fn dataset_name(&self, name: &TableReference) -> Result<String> {
+        let ok_schema = name.schema().is_none_or(|s| s == DATA_SCHEMA);
+        let ok_catalog = name.catalog().is_none_or(|c| c == CATALOG_NAME);
+        if !ok_schema || !ok_catalog {
+            return Err(Error::NotSupported(format!(
+                "creating or dropping tables outside schema {DATA_SCHEMA} (got {name})"
+            )));
+        }
+        Ok(name.table().to_string())
+    }
+
+    async fn create_dataset(&self, session: &Session, cmd: datafusion::logical_expr::CreateMemoryTable, bucket: Option<String>) -> Result<QueryResult> {
+        let name = self.dataset_name(&cmd.name)?;
+        let _ddl = self.ddl.lock().await;
+        let exists = self.catalog.dataset(&name).is_some() || self.data_schema.table_exist(&name);
+        if exists {
+            if cmd.if_not_exists {
+                session.notice(format!("relation \"{name}\" already exists, skipping"));
+                return Ok(QueryResult::command("CREATE TABLE"));
+            }
+            if !cmd.or_replace {
+                return Err(Error::TableExists(name));
+            }
+            if self.catalog.dataset(&name).is_none() {
+                return Err(Error::TableExists(format!("{name} (a view)")));
+            }
+        }
+        let bucket_name = bucket.unwrap_or_else(|| session.bucket());
+        let bucket = self.catalog.bucket(&bucket_name)?;
+        let location = datasets::new_location(&bucket, &name);
+        let dir = datasets::local_dir(&location)
+            .ok_or_else(|| Error::Internal(format!("bucket {bucket_name} is not local")))?;
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+
+        let schema = cmd.input.schema().as_arrow().clone();
+        let is_empty = matches!(cmd.input.as_ref(), LogicalPlan::EmptyRelation(e) if !e.produce_one_row);
+        let mut record = datasets::new_record(&name, &bucket_name, location.clone(), if is_empty { "create table" } else { "create table as" });
+        let written = async {
+            let mut rows = 0;
+            if !is_empty {
+                let df = session.ctx.execute_logical_plan(cmd.input.as_ref().clone()).await?;
+                let counts = df.write_parquet(&location, DataFrameWriteOptions::new(), None).await?;
+                rows = count_rows(&counts);
+            }
+            record.schema = Some(datasets::encode_schema(&schema)?);
+            let provider = datasets::owned_parquet_table(&record)?;
+            Ok::<_, Error>((rows, provider))
+        }
+        .await;
+        let (rows, provider) = match written {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        let catalog = self.catalog.clone();
+        let rec = record.clone();
+        let replace = cmd.or_replace;
+        let committed = tokio::task::spawn_blocking(move || catalog.put_dataset(rec, replace))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let replaced = match committed {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        self.data_schema.register_table(name, provider)?;
+        if let Some(old) = replaced {
+            datasets::remove_files(&old);
+        }
+        Ok(if is_empty {
+            QueryResult::command("CREATE TABLE")
+        } else {
+            QueryResult::Command { tag: "SELECT".into(), rows: Some(rows) }
+        })
+    }
+
+    async fn create_external(&self, session: &Session, cmd: datafusion::logical_expr::CreateExternalTable, definition: String) -> Result<QueryResult> {
+        let name = self.dataset_name(&cmd.name)?;
+        let _ddl = self.ddl.lock().await;
+        if self.catalog.dataset(&name).is_some() || self.data_schema.table_exist(&name) {
+            if cmd.if_not_exists {
+                session.notice(format!("relation \"{name}\" already exists, skipping"));
+                return Ok(QueryResult::command("CREATE EXTERNAL TABLE"));
+            }
+            if !cmd.or_replace || self.catalog.dataset(&name).is_none() {
+                return Err(Error::TableExists(name));
+            }
+        }
+        let state = session.ctx.state();
+        let factory = state
+            .table_factories()
+            .get(&cmd.file_type.to_uppercase())
+            .ok_or_else(|| Error::NotSupported(format!("STORED AS {}", cmd.file_type)))?
+            .clone();
+        let provider = factory.create(&state, &cmd).await?;
+        let record = DatasetRecord {
+            name: name.clone(),
+            bucket: buckets::PRIMARY.to_string(),
+            location: cmd.location.clone(),
+            format: cmd.file_type.to_lowercase(),
+            owned: false,
+            schema: None,
+            definition: Some(definition),
+            source: "external".into(),
+            created_at: crate::catalog::now_rfc3339(),
+        };
+        let catalog = self.catalog.clone();
+        let replace = cmd.or_replace;
+        let replaced = tokio::task::spawn_blocking(move || catalog.put_dataset(record, replace))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        self.data_schema.register_table(name, provider)?;
+        if let Some(old) = replaced {
+            datasets::remove_files(&old);
+        }
+        Ok(QueryResult::command("CREATE EXTERNAL TABLE"))
+    }
+
+    async fn drop_dataset(&self, session: &Session, cmd: datafusion::logical_expr::DropTable) -> Result<QueryResult> {
+        let name = self.dataset_name(&cmd.name)?;
+        let _ddl = self.ddl.lock().await;
+        let catalog = self.catalog.clone();
+        let n = name.clone();
+        let removed = tokio::task::spawn_blocking(move || catalog.remove_dataset(&n))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        match removed {
+            Some(rec) => {
+                self.data_schema.deregister_table(&name)?;
+                datasets::remove_files(&rec);
+            }
+            None if self.data_schema.table_exist(&name) => {
+                // A view or other in-memory table: not in the catalog.
+                self.data_schema.deregister_table(&name)?;
+            }
+            None if cmd.if_exists => {
+                session.notice(format!("table \"{name}\" does not exist, skipping"));
+            }
+            None => return Err(Error::TableNotFound(name)),
+        }
+        Ok(QueryResult::command("DROP TABLE"))
+    }
+}
+
+fn create_index_unsupported() -> Error {
+    Error::NotSupported(
+        "CREATE INDEX in this release (vector indexes USING hnsw / ivf_pq are planned; see README \"Status\")"
+            .into(),
+    )
+}
+
+fn ddl_tag(name: &str) -> String {
+    // DataFusion's DdlStatement::name() is CamelCase ("CreateView"); PostgreSQL tags
+    // are words ("CREATE VIEW").
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push(' ');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+fn count_rows(batches: &[RecordBatch]) -> usize {
+    batches
+        .iter()
+        .filter(|b| b.num_columns() > 0)
+        .map(|b| {
+            let col = b.column(0);
+            match col.as_any().downcast_ref::<UInt64Array>() {
+                Some(a) => (0..a.len()).map(|i| a.value(i) as usize).sum(),
+                None => b.num_rows(),
+            }
+        })
+        .sum()
+}
+
+/// The parser splits `SHOW a.b.c` and `SHOW transaction isolation level` alike into
+/// words; only a few PostgreSQL names are really several words.
+fn show_name(variable: &[datafusion::sql::sqlparser::ast::Ident]) -> String {
+    let words: Vec<String> = variable.iter().map(|i| i.value.to_lowercase()).collect();
+    let spaced = words.join(" ");
+    if matches!(spaced.as_str(), "transaction isolation level" | "time zone" | "session authorization") {
+        spaced
+    } else {
+        words.join(".")
+    }
+}
+
+fn show_schema(name: &str) -> SchemaRef {
+    let col = name.to_lowercase().replace(' ', "_");
+    Arc::new(Schema::new(vec![Field::new(col, DataType::Utf8, false)]))
+}
+
+fn setting_value(e: &Expr) -> Result<String> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => Ok(n.clone()),
+            Value::Boolean(b) => Ok(if *b { "on".into() } else { "off".into() }),
+            other => other
+                .clone()
+                .into_string()
+                .ok_or_else(|| Error::invalid(format!("unsupported setting value {other}"))),
+        },
+        Expr::Identifier(i) => Ok(i.value.clone()),
+        Expr::CompoundIdentifier(parts) => Ok(parts.iter().map(|p| p.value.clone()).collect::<Vec<_>>().join(".")),
+        Expr::UnaryOp { op: datafusion::sql::sqlparser::ast::UnaryOperator::Minus, expr } => {
+            Ok(format!("-{}", setting_value(expr)?))
+        }
+        other => Err(Error::invalid(format!("setting values must be literals; got {other}"))),
+    }
+}
+
+/// `CREATE TABLE … WITH (bucket = 'x')`: take our options off the statement before
+/// DataFusion plans it.
+fn strip_options(statement: DFStatement) -> (DFStatement, Option<String>) {
+    let DFStatement::Statement(mut s) = statement else {
+        return (statement, None);
+    };
+    let mut bucket = None;
+    if let Statement::CreateTable(ct) = s.as_mut() {
+        if let CreateTableOptions::With(options) = &mut ct.table_options {
+            options.retain(|o| match o {
+                SqlOption::KeyValue { key, value } if key.value.eq_ignore_ascii_case("bucket") => {
+                    bucket = setting_value(value).ok();
+                    false
+                }
+                _ => true,
+            });
+            if options.is_empty() {
+                ct.table_options = CreateTableOptions::None;
+            }
+        }
+    }
+    (DFStatement::Statement(s), bucket)
+}

@@ -1,0 +1,299 @@
+//! One error type for the whole crate. Every variant knows its SQLSTATE, independent of
+//! the wire: the server asks `sqlstate()` and the message, the CLI prints both.
+//!
+//! Errors raised inside DataFusion (planning, execution, our UDFs) travel as
+//! `DataFusionError`; [`Error::from_datafusion`] walks the chain back to our own variant
+//! when there is one and otherwise maps DataFusion's variants to the closest SQLSTATE.
+
+use datafusion::error::DataFusionError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("syntax error: {0}")]
+    Syntax(String),
+    #[error("relation \"{0}\" does not exist; see SELECT name FROM lakehouse.datasets")]
+    TableNotFound(String),
+    #[error("relation \"{0}\" already exists")]
+    TableExists(String),
+    #[error("column {0}")]
+    ColumnNotFound(String),
+    #[error("{0}")]
+    UndefinedObject(String),
+    #[error("{0} already exists")]
+    DuplicateObject(String),
+    #[error("procedure {0} does not exist; known procedures: {1}")]
+    UnknownProcedure(String, String),
+    #[error("{0}")]
+    UnknownFunction(String),
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("unrecognized configuration parameter \"{0}\"")]
+    UnknownSetting(String),
+    #[error("expected a vector of {expected} dimensions, got {got}")]
+    DimensionMismatch { expected: usize, got: usize },
+    #[error("{0}")]
+    DataException(String),
+    #[error("{0}")]
+    DependentObjects(String),
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    InvalidAuthorization(String),
+    #[error("password authentication failed for user \"{0}\"")]
+    InvalidPassword(String),
+    #[error("{0} is not supported")]
+    NotSupported(String),
+    #[error("{0}")]
+    Plan(String),
+    #[error("cannot reach {what} at {location}: {reason}")]
+    Unreachable { what: String, location: String, reason: String },
+    #[error("resources exhausted: {0}")]
+    ResourcesExhausted(String),
+    #[error("canceling statement due to user request")]
+    Canceled,
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    #[error("{0}")]
+    Configuration(String),
+    #[error("data directory {path} is in use by another lakehouse process (lock file {lock}); stop that process or pass a different --data-dir")]
+    DataDirLocked { path: String, lock: String },
+    #[error("I/O error on {path}: {source}")]
+    Io { path: String, #[source] source: std::io::Error },
+    #[error("catalog file {path} is unreadable: {reason}")]
+    CorruptCatalog { path: String, reason: String },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The PostgreSQL error code a client sees for this error.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            Error::Syntax(_) => "42601",
+            Error::TableNotFound(_) => "42P01",
+            Error::TableExists(_) => "42P07",
+            Error::ColumnNotFound(_) => "42703",
+            Error::UndefinedObject(_) => "42704",
+            Error::DuplicateObject(_) => "42710",
+            Error::UnknownProcedure(..) | Error::UnknownFunction(_) => "42883",
+            Error::InvalidParameter(_) => "22023",
+            Error::UnknownSetting(_) => "42704",
+            Error::DimensionMismatch { .. } | Error::DataException(_) => "22000",
+            Error::DependentObjects(_) => "2BP01",
+            Error::PermissionDenied(_) => "42501",
+            Error::InvalidAuthorization(_) => "28000",
+            Error::InvalidPassword(_) => "28P01",
+            Error::NotSupported(_) => "0A000",
+            Error::Plan(_) => "42000",
+            Error::Unreachable { .. } => "08001",
+            Error::ResourcesExhausted(_) => "53200",
+            Error::Canceled => "57014",
+            Error::Protocol(_) => "08P01",
+            Error::Configuration(_) => "F0000",
+            Error::DataDirLocked { .. } => "55006",
+            Error::Io { .. } => "58030",
+            Error::CorruptCatalog { .. } => "XX001",
+            Error::Internal(_) => "XX000",
+        }
+    }
+
+    /// Internal failures are masked on the wire; the full text goes to the server log.
+    pub fn is_internal(&self) -> bool {
+        matches!(self, Error::Internal(_))
+    }
+
+    pub fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
+        Error::Io { path: path.to_string(), source }
+    }
+
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::InvalidParameter(msg.into())
+    }
+
+    /// Wrap for transport through DataFusion (`DataFusionError::External`).
+    pub fn into_datafusion(self) -> DataFusionError {
+        DataFusionError::External(Box::new(self))
+    }
+
+    /// Map a DataFusion error to ours: our own error wrapped anywhere in the chain wins,
+    /// then DataFusion's variants map to the closest SQLSTATE.
+    pub fn from_datafusion(err: DataFusionError) -> Self {
+        match err {
+            DataFusionError::External(e) => match e.downcast::<Error>() {
+                Ok(ours) => *ours,
+                Err(other) => match other.downcast::<DataFusionError>() {
+                    Ok(df) => Error::from_datafusion(*df),
+                    Err(other) => Error::DataException(other.to_string()),
+                },
+            },
+            DataFusionError::Context(_, inner) => Error::from_datafusion(*inner),
+            DataFusionError::Shared(inner) => match std::sync::Arc::try_unwrap(inner) {
+                Ok(df) => Error::from_datafusion(df),
+                Err(shared) => Error::Internal(shared.to_string()),
+            },
+            DataFusionError::Diagnostic(_, inner) => Error::from_datafusion(*inner),
+            DataFusionError::Collection(mut errs) if !errs.is_empty() => {
+                Error::from_datafusion(errs.remove(0))
+            }
+            DataFusionError::SQL(e, _) => Error::Syntax(e.to_string()),
+            DataFusionError::SchemaError(e, _) => {
+                use datafusion::common::SchemaError;
+                match *e {
+                    SchemaError::FieldNotFound { .. } => {
+                        Error::ColumnNotFound(strip_df_prefix(&e.to_string()))
+                    }
+                    other => Error::Plan(other.to_string()),
+                }
+            }
+            DataFusionError::Plan(msg) => classify_plan_message(msg),
+            DataFusionError::NotImplemented(msg) => Error::NotSupported(msg),
+            DataFusionError::ResourcesExhausted(msg) => Error::ResourcesExhausted(msg),
+            DataFusionError::Configuration(msg) => Error::InvalidParameter(msg),
+            DataFusionError::Execution(msg) => classify_execution_message(msg),
+            DataFusionError::ExecutionJoin(e) => Error::Internal(e.to_string()),
+            DataFusionError::ArrowError(e, _) => Error::DataException(e.to_string()),
+            DataFusionError::ParquetError(e) => Error::DataException(e.to_string()),
+            DataFusionError::ObjectStore(e) => Error::DataException(e.to_string()),
+            DataFusionError::IoError(e) => Error::Io { path: "data file".into(), source: e },
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}
+
+fn strip_df_prefix(s: &str) -> String {
+    s.trim_start_matches("Schema error: ").to_string()
+}
+
+/// DataFusion reports several distinct user mistakes as `Plan` errors; recognise the
+/// common ones so clients get the SQLSTATE PostgreSQL would send.
+fn classify_plan_message(msg: String) -> Error {
+    if let Some(rest) = msg.strip_prefix("table '").and_then(|r| r.strip_suffix("' not found")) {
+        let name = rest.rsplit('.').next().unwrap_or(rest).to_string();
+        return Error::TableNotFound(name);
+    }
+    if msg.contains("already exists") && msg.starts_with("Table") {
+        return Error::TableExists(msg);
+    }
+    if let Some(rest) = msg.strip_prefix("Invalid function '") {
+        let name = rest.split('\'').next().unwrap_or(rest);
+        let hint = msg
+            .split_once("Did you mean '")
+            .and_then(|(_, r)| r.split('\'').next())
+            .map(|s| format!("; did you mean {s}()?"))
+            .unwrap_or_default();
+        return Error::UnknownFunction(format!("function {name}() does not exist{hint}"));
+    }
+    if msg.contains("No function matches") || msg.contains("Failed to coerce arguments") {
+        return Error::UnknownFunction(msg);
+    }
+    Error::Plan(msg)
+}
+
+fn classify_execution_message(msg: String) -> Error {
+    if msg.contains("already exists") {
+        return Error::TableExists(msg);
+    }
+    if msg.contains("Division by zero") || msg.contains("Cast error") {
+        return Error::DataException(msg);
+    }
+    Error::Plan(msg)
+}
+
+impl From<DataFusionError> for Error {
+    fn from(e: DataFusionError) -> Self {
+        Error::from_datafusion(e)
+    }
+}
+
+impl From<datafusion::arrow::error::ArrowError> for Error {
+    fn from(e: datafusion::arrow::error::ArrowError) -> Self {
+        Error::DataException(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One of each variant: a new variant must be added here, and its code must be a
+    /// well-formed SQLSTATE that is not the generic internal one (unless it is internal).
+    fn every_variant() -> Vec<Error> {
+        vec![
+            Error::Syntax("x".into()),
+            Error::TableNotFound("t".into()),
+            Error::TableExists("t".into()),
+            Error::ColumnNotFound("c".into()),
+            Error::UndefinedObject("o".into()),
+            Error::DuplicateObject("o".into()),
+            Error::UnknownProcedure("p".into(), "a, b".into()),
+            Error::UnknownFunction("f".into()),
+            Error::InvalidParameter("bad".into()),
+            Error::UnknownSetting("s".into()),
+            Error::DimensionMismatch { expected: 3, got: 2 },
+            Error::DataException("d".into()),
+            Error::DependentObjects("d".into()),
+            Error::PermissionDenied("p".into()),
+            Error::InvalidAuthorization("a".into()),
+            Error::InvalidPassword("u".into()),
+            Error::NotSupported("n".into()),
+            Error::Plan("p".into()),
+            Error::Unreachable { what: "w".into(), location: "l".into(), reason: "r".into() },
+            Error::ResourcesExhausted("r".into()),
+            Error::Canceled,
+            Error::Protocol("p".into()),
+            Error::Configuration("c".into()),
+            Error::DataDirLocked { path: "p".into(), lock: "l".into() },
+            Error::io("p", std::io::Error::other("x")),
+            Error::CorruptCatalog { path: "p".into(), reason: "r".into() },
+            Error::Internal("i".into()),
+        ]
+    }
+
+    #[test]
+    fn every_variant_has_a_wellformed_sqlstate() {
+        for e in every_variant() {
+            let code = e.sqlstate();
+            assert_eq!(code.len(), 5, "{e:?}");
+            assert!(code.chars().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()), "{e:?}");
+            assert_eq!(code == "XX000", e.is_internal(), "{e:?} -> {code}");
+            assert!(!e.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn our_error_survives_a_trip_through_datafusion() {
+        let wrapped = DataFusionError::Context(
+            "while planning".into(),
+            Box::new(Error::PermissionDenied("no".into()).into_datafusion()),
+        );
+        let back = Error::from_datafusion(wrapped);
+        assert_eq!(back.sqlstate(), "42501");
+    }
+
+    #[test]
+    fn datafusion_variants_map_to_postgres_codes() {
+        let cases = [
+            (DataFusionError::Plan("table 'lakehouse.public.nope' not found".into()), "42P01"),
+            (DataFusionError::Plan("Invalid function 'nope'.\nDid you mean 'now'?".into()), "42883"),
+            (DataFusionError::NotImplemented("x".into()), "0A000"),
+            (DataFusionError::ResourcesExhausted("x".into()), "53200"),
+            (DataFusionError::Plan("something else".into()), "42000"),
+        ];
+        for (e, code) in cases {
+            assert_eq!(Error::from_datafusion(e).sqlstate(), code);
+        }
+        let f = Error::from_datafusion(DataFusionError::Plan("Invalid function 'nope'.\nDid you mean 'now'?".into()));
+        assert_eq!(f.to_string(), "function nope() does not exist; did you mean now()?");
+        let missing = Error::from_datafusion(TableNotFoundHelper::err());
+        assert_eq!(missing.to_string(), "relation \"nope\" does not exist; see SELECT name FROM lakehouse.datasets");
+    }
+
+    struct TableNotFoundHelper;
+    impl TableNotFoundHelper {
+        fn err() -> DataFusionError {
+            DataFusionError::Plan("table 'lakehouse.public.nope' not found".into())
+        }
+    }
+}

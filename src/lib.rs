@@ -1,0 +1,36 @@
+//! lakehouse: a SQL-first vector search engine on Apache DataFusion, served over the
+//! PostgreSQL wire protocol.
+//!
+//! # Layout
+//!
+//! ```text
+//! main.rs            thin CLI: `lakehouse serve`, `lakehouse sql`
+//! cli.rs             the embedded SQL runner and psql-style table printing
+//! config.rs          lakehouse.toml + LAKEHOUSE_* env overrides
+//! error.rs           one Error enum; every variant knows its SQLSTATE
+//! engine.rs          Engine::execute(sql): the single entry point for server and CLI
+//! session.rs         per-connection state: DataFusion context, SET variables, NOTICEs
+//! udf/               scalar and table functions (version(), later vectors, embed, …)
+//! table_providers/   system tables in schema `lakehouse` (later MySQL, Postgres, Lance)
+//! catalog/           persistent state (buckets, datasets) and procedures (CALL …)
+//! server/            pgwire front end: connection guard, auth, TLS, handlers, encoding
+//! ```
+//!
+//! Data flows one way: client → server (pgwire) → [`engine::Engine::execute`] → a
+//! procedure or DDL handler in [`catalog`], or a DataFusion plan with our functions
+//! and providers → Arrow batches → pgwire encoding. `lakehouse sql` calls the same
+//! `Engine::execute`, so everything works with or without a server.
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod server;
+pub mod session;
+pub mod table_providers;
+pub mod udf;
+
+pub use config::Config;
+pub use engine::{Engine, QueryResult};
+pub use error::{Error, Result};

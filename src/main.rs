@@ -1,0 +1,148 @@
+//! `lakehouse serve` and `lakehouse sql`: see the README.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use lakehouse::{Config, Engine};
+
+#[derive(Parser)]
+#[command(name = "lakehouse", version, about = "SQL-first vector search over a lakehouse, on the PostgreSQL wire protocol")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// Data directory (the primary bucket). Env: LAKEHOUSE_DATA_DIR.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Configuration file (default: ./lakehouse.toml if present).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the PostgreSQL wire protocol.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Address to listen on (default 127.0.0.1:5433). Env: LAKEHOUSE_LISTEN.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Run SQL in-process, without a server.
+    Sql {
+        #[command(flatten)]
+        common: Common,
+        /// SQL to run.
+        #[arg(short = 'c', long = "command", conflicts_with = "file")]
+        command: Option<String>,
+        /// File of SQL statements to run.
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+    },
+}
+
+fn load(common: &Common) -> lakehouse::Result<Config> {
+    let mut config = Config::load(common.config.as_deref())?;
+    if let Some(d) = &common.data_dir {
+        config.storage.data_dir = d.clone();
+    }
+    Ok(config)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "lakehouse=info,warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("lakehouse: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => code,
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), ExitCode> {
+    let fail = |e: lakehouse::Error| {
+        eprintln!("lakehouse: {}: {e}", e.sqlstate());
+        ExitCode::FAILURE
+    };
+    match cli.command {
+        Command::Serve { common, listen } => {
+            let mut config = load(&common).map_err(fail)?;
+            if let Some(l) = listen {
+                config.server.listen = l;
+                config.validate().map_err(fail)?;
+            }
+            let addr = config.listen_addr().map_err(fail)?;
+            let engine = Engine::open(config).await.map_err(fail)?;
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                eprintln!("lakehouse: cannot listen on {addr}: {e}");
+                ExitCode::FAILURE
+            })?;
+            eprintln!(
+                "lakehouse {} listening on {} (data dir {})",
+                env!("CARGO_PKG_VERSION"),
+                listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+                engine.catalog().data_dir().display()
+            );
+            lakehouse::server::serve(engine, listener, shutdown_signal()).await.map_err(fail)?;
+            eprintln!("lakehouse: shut down");
+            Ok(())
+        }
+        Command::Sql { common, command, file } => {
+            let sql = match (command, file) {
+                (Some(c), None) => c,
+                (None, Some(f)) => std::fs::read_to_string(&f).map_err(|e| {
+                    eprintln!("lakehouse: cannot read {}: {e}", f.display());
+                    ExitCode::FAILURE
+                })?,
+                _ => {
+                    eprintln!("lakehouse sql: give -c 'SQL' or -f file.sql");
+                    return Err(ExitCode::from(2));
+                }
+            };
+            let config = load(&common).map_err(fail)?;
+            let engine = Engine::open(config).await.map_err(fail)?;
+            let mut out = std::io::stdout().lock();
+            let mut err = std::io::stderr();
+            lakehouse::cli::run(&engine, &sql, &mut out, &mut err).await.map_err(|_| ExitCode::from(1))
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

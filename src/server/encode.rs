@@ -1,0 +1,417 @@
+//! Arrow → PostgreSQL wire encoding (text and binary formats), and bound parameters
+//! back to DataFusion scalars. Vectors (`FixedSizeList<Float32>`) travel as `float4[]`.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Date32Array, Date64Array, Decimal128Array,
+    Float32Array, Float64Array, GenericListArray, Int16Array, Int32Array,
+    Int64Array, Int8Array, RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array,
+    UInt8Array,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{
+    DataType, Schema, Time32MillisecondType, Time32SecondType, Time64MicrosecondType,
+    Time64NanosecondType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
+};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::common::ScalarValue;
+use futures::{Stream, StreamExt};
+use pgwire::api::Type;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::data::DataRow;
+use rust_decimal::Decimal;
+
+use super::handler::to_pg_error;
+use crate::error::Error;
+
+/// The PostgreSQL type a column of `dt` is sent as.
+pub fn pg_type(dt: &DataType) -> Type {
+    match dt {
+        DataType::Boolean => Type::BOOL,
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
+        DataType::Int32 | DataType::UInt16 => Type::INT4,
+        DataType::Int64 | DataType::UInt32 => Type::INT8,
+        DataType::UInt64 => Type::NUMERIC,
+        DataType::Float16 | DataType::Float32 => Type::FLOAT4,
+        DataType::Float64 => Type::FLOAT8,
+        DataType::Decimal128(p, _) if *p <= 28 => Type::NUMERIC,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::TEXT,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => Type::BYTEA,
+        DataType::Date32 | DataType::Date64 => Type::DATE,
+        DataType::Timestamp(_, None) => Type::TIMESTAMP,
+        DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
+        DataType::Time32(_) | DataType::Time64(_) => Type::TIME,
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => match f.data_type() {
+            DataType::Float32 | DataType::Float16 => Type::FLOAT4_ARRAY,
+            DataType::Float64 => Type::FLOAT8_ARRAY,
+            DataType::Int16 | DataType::Int8 | DataType::UInt8 => Type::INT2_ARRAY,
+            DataType::Int32 | DataType::UInt16 => Type::INT4_ARRAY,
+            DataType::Int64 | DataType::UInt32 => Type::INT8_ARRAY,
+            DataType::Boolean => Type::BOOL_ARRAY,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::TEXT_ARRAY,
+            _ => Type::TEXT,
+        },
+        _ => Type::TEXT,
+    }
+}
+
+pub fn field_infos(schema: &Schema, format: &Format) -> Vec<FieldInfo> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| FieldInfo::new(f.name().clone(), None, None, pg_type(f.data_type()), format.format_for(i)))
+        .collect()
+}
+
+/// Encode every row of `batch`.
+pub fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWireResult<Vec<DataRow>> {
+    let columns: Vec<ArrayRef> = batch.columns().to_vec();
+    let mut encoder = DataRowEncoder::new(fields.clone());
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    // Columns sent as text but not natively encodable get a display formatter.
+    let options = FormatOptions::default().with_null("");
+    let formatters: Vec<Option<ArrayFormatter>> = columns
+        .iter()
+        .zip(fields.iter())
+        .map(|(c, f)| {
+            (f.datatype() == &Type::TEXT && !is_string(c.data_type()))
+                .then(|| ArrayFormatter::try_new(c.as_ref(), &options).ok())
+                .flatten()
+        })
+        .collect();
+    // Floats sent as text are spelled as PostgreSQL spells them ("2", "NaN", "1e+20").
+    let text_floats: Vec<Option<ArrayRef>> = columns
+        .iter()
+        .zip(fields.iter())
+        .map(|(c, f)| {
+            (f.format() == FieldFormat::Text && matches!(c.data_type(), DataType::Float16 | DataType::Float32 | DataType::Float64))
+                .then(|| cast(c, &DataType::Float64).ok())
+                .flatten()
+        })
+        .collect();
+    for row in 0..batch.num_rows() {
+        for (i, col) in columns.iter().enumerate() {
+            if let Some(f) = &text_floats[i] {
+                let f = f.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+                let single = col.data_type() != &DataType::Float64;
+                encoder.encode_field(&(!f.is_null(row)).then(|| pg_float_text(f.value(row), single)))?;
+            } else if let Some(fmt) = &formatters[i] {
+                if col.is_null(row) {
+                    encoder.encode_field(&None::<&str>)?;
+                } else {
+                    encoder.encode_field(&fmt.value(row).to_string())?;
+                }
+            } else {
+                encode_value(&mut encoder, col, row)?;
+            }
+        }
+        rows.push(encoder.take_row());
+    }
+    Ok(rows)
+}
+
+/// PostgreSQL's text output for float4/float8: shortest round-trip digits, exponent
+/// form outside [1e-4, 1e16) (float4: 1e7), `NaN`, `Infinity`, `-Infinity`.
+pub fn pg_float_text(v: f64, single: bool) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+    }
+    let digits = if single { format!("{}", v as f32) } else { format!("{v}") };
+    let upper = if single { 1e7 } else { 1e16 };
+    let a = v.abs();
+    if a != 0.0 && (a >= upper || a < 1e-4) {
+        let e = if single { format!("{:e}", v as f32) } else { format!("{v:e}") };
+        // Rust writes 1.5e-5 / 1e20; PostgreSQL writes 1.5e-05 / 1e+20.
+        if let Some((mantissa, exp)) = e.split_once('e') {
+            let (sign, num) = exp.strip_prefix('-').map(|n| ('-', n)).unwrap_or(('+', exp));
+            return format!("{mantissa}e{sign}{num:0>2}");
+        }
+        return e;
+    }
+    digits
+}
+
+fn is_string(dt: &DataType) -> bool {
+    matches!(dt, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+macro_rules! prim {
+    ($enc:expr, $col:expr, $row:expr, $arr:ty, $conv:expr) => {{
+        let a = $col.as_any().downcast_ref::<$arr>().expect("type checked");
+        let v = if a.is_null($row) { None } else { Some($conv(a.value($row))) };
+        $enc.encode_field(&v)
+    }};
+}
+
+fn encode_value(enc: &mut DataRowEncoder, col: &ArrayRef, row: usize) -> PgWireResult<()> {
+    match col.data_type() {
+        DataType::Null => enc.encode_field(&None::<&str>),
+        DataType::Boolean => prim!(enc, col, row, BooleanArray, |v| v),
+        DataType::Int8 => prim!(enc, col, row, Int8Array, |v: i8| v as i16),
+        DataType::Int16 => prim!(enc, col, row, Int16Array, |v| v),
+        DataType::UInt8 => prim!(enc, col, row, UInt8Array, |v: u8| v as i16),
+        DataType::Int32 => prim!(enc, col, row, Int32Array, |v| v),
+        DataType::UInt16 => prim!(enc, col, row, UInt16Array, |v: u16| v as i32),
+        DataType::Int64 => prim!(enc, col, row, Int64Array, |v| v),
+        DataType::UInt32 => prim!(enc, col, row, UInt32Array, |v: u32| v as i64),
+        DataType::UInt64 => prim!(enc, col, row, UInt64Array, Decimal::from),
+        DataType::Float16 => {
+            let c = cast(col, &DataType::Float32).map_err(|e| to_pg_error(&e.into()))?;
+            prim!(enc, c, row, Float32Array, |v| v)
+        }
+        DataType::Float32 => prim!(enc, col, row, Float32Array, |v| v),
+        DataType::Float64 => prim!(enc, col, row, Float64Array, |v| v),
+        DataType::Decimal128(_, s) => {
+            let scale = (*s).max(0) as u32;
+            prim!(enc, col, row, Decimal128Array, |v: i128| Decimal::from_i128_with_scale(v, scale))
+        }
+        DataType::Utf8 => prim!(enc, col, row, StringArray, |v: &str| v.to_string()),
+        DataType::LargeUtf8 => {
+            let a = col.as_string::<i64>();
+            enc.encode_field(&(!a.is_null(row)).then(|| a.value(row)))
+        }
+        DataType::Utf8View => {
+            let a = col.as_string_view();
+            enc.encode_field(&(!a.is_null(row)).then(|| a.value(row)))
+        }
+        DataType::Binary => {
+            let a = col.as_binary::<i32>();
+            enc.encode_field(&(!a.is_null(row)).then(|| a.value(row)))
+        }
+        DataType::LargeBinary => {
+            let a = col.as_binary::<i64>();
+            enc.encode_field(&(!a.is_null(row)).then(|| a.value(row)))
+        }
+        DataType::BinaryView => {
+            let a = col.as_binary_view();
+            enc.encode_field(&(!a.is_null(row)).then(|| a.value(row)))
+        }
+        DataType::FixedSizeBinary(_) => {
+            let a = col.as_fixed_size_binary();
+            enc.encode_field(&(!a.is_null(row)).then(|| a.value(row)))
+        }
+        DataType::Date32 => {
+            let a = col.as_any().downcast_ref::<Date32Array>().expect("type checked");
+            enc.encode_field(&(!a.is_null(row)).then(|| a.value_as_date(row)).flatten())
+        }
+        DataType::Date64 => {
+            let a = col.as_any().downcast_ref::<Date64Array>().expect("type checked");
+            enc.encode_field(&(!a.is_null(row)).then(|| a.value_as_date(row)).flatten())
+        }
+        DataType::Timestamp(unit, tz) => {
+            let naive = if col.is_null(row) {
+                None
+            } else {
+                match unit {
+                    TimeUnit::Second => col.as_primitive::<TimestampSecondType>().value_as_datetime(row),
+                    TimeUnit::Millisecond => col.as_primitive::<TimestampMillisecondType>().value_as_datetime(row),
+                    TimeUnit::Microsecond => col.as_primitive::<TimestampMicrosecondType>().value_as_datetime(row),
+                    TimeUnit::Nanosecond => col.as_primitive::<TimestampNanosecondType>().value_as_datetime(row),
+                }
+            };
+            if tz.is_some() {
+                enc.encode_field(&naive.map(|n| n.and_utc()))
+            } else {
+                enc.encode_field(&naive)
+            }
+        }
+        DataType::Time32(unit) => {
+            let t = if col.is_null(row) {
+                None
+            } else {
+                match unit {
+                    TimeUnit::Second => col.as_primitive::<Time32SecondType>().value_as_time(row),
+                    _ => col.as_primitive::<Time32MillisecondType>().value_as_time(row),
+                }
+            };
+            enc.encode_field(&t)
+        }
+        DataType::Time64(unit) => {
+            let t = if col.is_null(row) {
+                None
+            } else {
+                match unit {
+                    TimeUnit::Microsecond => col.as_primitive::<Time64MicrosecondType>().value_as_time(row),
+                    _ => col.as_primitive::<Time64NanosecondType>().value_as_time(row),
+                }
+            };
+            enc.encode_field(&t)
+        }
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _) => {
+            if col.is_null(row) {
+                return enc.encode_field(&None::<Vec<Option<f32>>>);
+            }
+            let values = list_value(col, row);
+            encode_list(enc, &values)
+        }
+        other => Err(to_pg_error(&Error::Internal(format!("no wire encoding for {other}")))),
+    }
+}
+
+fn list_value(col: &ArrayRef, row: usize) -> ArrayRef {
+    match col.data_type() {
+        DataType::List(_) => col.as_any().downcast_ref::<GenericListArray<i32>>().expect("list").value(row),
+        DataType::LargeList(_) => col.as_any().downcast_ref::<GenericListArray<i64>>().expect("list").value(row),
+        _ => col.as_fixed_size_list().value(row),
+    }
+}
+
+fn collect<T: Copy>(a: &dyn Array, get: impl Fn(usize) -> T) -> Vec<Option<T>> {
+    (0..a.len()).map(|i| if a.is_null(i) { None } else { Some(get(i)) }).collect()
+}
+
+fn encode_list(enc: &mut DataRowEncoder, values: &ArrayRef) -> PgWireResult<()> {
+    let v = values.as_ref();
+    match values.data_type() {
+        DataType::Float32 => enc.encode_field(&collect(v, |i| values.as_primitive::<datafusion::arrow::datatypes::Float32Type>().value(i))),
+        DataType::Float16 => {
+            let c = cast(values, &DataType::Float32).map_err(|e| to_pg_error(&e.into()))?;
+            let p = c.as_primitive::<datafusion::arrow::datatypes::Float32Type>();
+            enc.encode_field(&collect(v, |i| p.value(i)))
+        }
+        DataType::Float64 => enc.encode_field(&collect(v, |i| values.as_primitive::<datafusion::arrow::datatypes::Float64Type>().value(i))),
+        DataType::Boolean => {
+            let b = values.as_boolean();
+            enc.encode_field(&collect(v, |i| b.value(i)))
+        }
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            let s = cast(values, &DataType::Utf8).map_err(|e| to_pg_error(&e.into()))?;
+            let s = s.as_string::<i32>();
+            let out: Vec<Option<String>> = (0..s.len()).map(|i| (!s.is_null(i)).then(|| s.value(i).to_string())).collect();
+            enc.encode_field(&out)
+        }
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => {
+            let c = cast(values, &DataType::Int16).map_err(|e| to_pg_error(&e.into()))?;
+            let p = c.as_primitive::<datafusion::arrow::datatypes::Int16Type>();
+            enc.encode_field(&collect(v, |i| p.value(i)))
+        }
+        DataType::Int32 | DataType::UInt16 => {
+            let c = cast(values, &DataType::Int32).map_err(|e| to_pg_error(&e.into()))?;
+            let p = c.as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+            enc.encode_field(&collect(v, |i| p.value(i)))
+        }
+        DataType::Int64 | DataType::UInt32 => {
+            let c = cast(values, &DataType::Int64).map_err(|e| to_pg_error(&e.into()))?;
+            let p = c.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            enc.encode_field(&collect(v, |i| p.value(i)))
+        }
+        _ => {
+            // pg_type() sent TEXT for these; encode_batch formats them, so this is
+            // only reached for nested lists: format the inner list as text.
+            let options = FormatOptions::default();
+            let fmt = ArrayFormatter::try_new(v, &options).map_err(|e| to_pg_error(&e.into()))?;
+            let parts: Vec<String> = (0..v.len()).map(|i| fmt.value(i).to_string()).collect();
+            enc.encode_field(&format!("{{{}}}", parts.join(",")))
+        }
+    }
+}
+
+/// Rows of a record batch stream, encoded.
+pub fn row_stream(
+    fields: Arc<Vec<FieldInfo>>,
+    stream: datafusion::execution::SendableRecordBatchStream,
+) -> impl Stream<Item = PgWireResult<DataRow>> + Send {
+    stream
+        .map(move |batch| match batch {
+            Ok(b) => match encode_batch(&b, &fields) {
+                Ok(rows) => futures::stream::iter(rows.into_iter().map(Ok).collect::<Vec<_>>()),
+                Err(e) => futures::stream::iter(vec![Err(e)]),
+            },
+            Err(e) => futures::stream::iter(vec![Err(to_pg_error(&Error::from_datafusion(e)))]),
+        })
+        .flatten()
+}
+
+/// Decode bound parameter `i` of `portal` into a scalar of the type the plan expects
+/// (or the type the client declared).
+pub fn decode_param<S: Clone>(portal: &Portal<S>, i: usize, pg: &Type, want: Option<&DataType>) -> PgWireResult<ScalarValue> {
+    let value = match *pg {
+        Type::BOOL => ScalarValue::Boolean(portal.parameter::<bool>(i, pg)?),
+        Type::INT2 => ScalarValue::Int16(portal.parameter::<i16>(i, pg)?),
+        Type::INT4 => ScalarValue::Int32(portal.parameter::<i32>(i, pg)?),
+        Type::INT8 => ScalarValue::Int64(portal.parameter::<i64>(i, pg)?),
+        Type::FLOAT4 => ScalarValue::Float32(portal.parameter::<f32>(i, pg)?),
+        Type::FLOAT8 => ScalarValue::Float64(portal.parameter::<f64>(i, pg)?),
+        Type::NUMERIC => match portal.parameter::<Decimal>(i, pg)? {
+            Some(d) => ScalarValue::Decimal128(Some(d.mantissa()), 38, d.scale() as i8),
+            None => ScalarValue::Decimal128(None, 38, 0),
+        },
+        Type::BYTEA => ScalarValue::Binary(portal.parameter::<Vec<u8>>(i, pg)?),
+        Type::DATE => ScalarValue::Date32(
+            portal
+                .parameter::<chrono::NaiveDate>(i, pg)?
+                .map(|d| (d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32),
+        ),
+        Type::TIMESTAMP => ScalarValue::TimestampMicrosecond(
+            portal.parameter::<chrono::NaiveDateTime>(i, pg)?.map(|t| t.and_utc().timestamp_micros()),
+            None,
+        ),
+        Type::TIMESTAMPTZ => ScalarValue::TimestampMicrosecond(
+            portal
+                .parameter::<chrono::DateTime<chrono::FixedOffset>>(i, pg)?
+                .map(|t| t.timestamp_micros()),
+            Some("+00:00".into()),
+        ),
+        Type::FLOAT4_ARRAY => {
+            let v = portal.parameter::<Vec<Option<f32>>>(i, pg)?;
+            match v {
+                Some(v) => ScalarValue::List(ScalarValue::new_list_nullable(
+                    &v.into_iter().map(ScalarValue::Float32).collect::<Vec<_>>(),
+                    &DataType::Float32,
+                )),
+                None => ScalarValue::Null,
+            }
+        }
+        Type::FLOAT8_ARRAY => {
+            let v = portal.parameter::<Vec<Option<f64>>>(i, pg)?;
+            match v {
+                Some(v) => ScalarValue::List(ScalarValue::new_list_nullable(
+                    &v.into_iter().map(ScalarValue::Float64).collect::<Vec<_>>(),
+                    &DataType::Float64,
+                )),
+                None => ScalarValue::Null,
+            }
+        }
+        _ => ScalarValue::Utf8(portal.parameter::<String>(i, pg)?),
+    };
+    // Text sent for a typed placeholder: let DataFusion's cast rules convert it.
+    match (want, &value) {
+        (Some(dt), ScalarValue::Utf8(_)) if dt != &DataType::Utf8 => value
+            .cast_to(dt)
+            .map_err(|e| to_pg_error(&Error::DataException(format!("parameter ${}: {e}", i + 1)))),
+        _ => Ok(value),
+    }
+}
+
+/// The wire type to announce for a parameter DataFusion inferred as `dt`.
+pub fn param_pg_type(dt: Option<&DataType>) -> Type {
+    match dt {
+        Some(dt) => pg_type(dt),
+        None => Type::UNKNOWN,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pg_float_text;
+
+    #[test]
+    fn floats_are_spelled_like_postgres() {
+        for (v, want) in [(2.0, "2"), (0.5, "0.5"), (1.25, "1.25"), (-0.0, "-0"), (1e20, "1e+20"), (1.5e-5, "1.5e-05"), (f64::NAN, "NaN"), (f64::NEG_INFINITY, "-Infinity"), (0.1 + 0.2, "0.30000000000000004")] {
+            assert_eq!(pg_float_text(v, false), want);
+        }
+        assert_eq!(pg_float_text(0.1f32 as f64, true), "0.1");
+    }
+}
+
+pub fn unknown_param_error(i: usize) -> PgWireError {
+    to_pg_error(&Error::invalid(format!("could not determine data type of parameter ${}", i + 1)))
+}

@@ -1,0 +1,217 @@
+//! Per-connection session state: the session's DataFusion context (its own config and
+//! prepared statements, sharing the engine's catalogs), `SET` variables, and NOTICEs
+//! waiting to be sent to the client.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use datafusion::prelude::SessionContext;
+
+use crate::error::{Error, Result};
+
+/// Settings every session has, with their defaults. Names are lowercase.
+/// PostgreSQL's client-facing parameters are accepted and reported so drivers and
+/// psql are at home; `lakehouse.*` are ours.
+pub const DEFAULTS: &[(&str, &str, &str)] = &[
+    ("lakehouse.bucket", "primary", "bucket that CREATE TABLE writes new datasets to"),
+    ("application_name", "", "name reported by the client"),
+    ("bytea_output", "hex", "output format of bytea"),
+    ("client_encoding", "UTF8", "client character set"),
+    ("client_min_messages", "notice", "lowest message level sent to the client"),
+    ("datestyle", "ISO, MDY", "display format for dates"),
+    ("default_transaction_isolation", "read committed", "isolation of new transactions"),
+    ("default_transaction_read_only", "off", "new transactions are read-only"),
+    ("extra_float_digits", "1", "extra digits for floating point output"),
+    ("idle_in_transaction_session_timeout", "0", "accepted; not enforced"),
+    ("integer_datetimes", "on", "datetimes are integer based"),
+    ("intervalstyle", "postgres", "display format for intervals"),
+    ("lc_collate", "C", "collation"),
+    ("lc_ctype", "C", "character classification"),
+    ("lc_messages", "C", "message language"),
+    ("lock_timeout", "0", "accepted; not enforced"),
+    ("max_identifier_length", "63", "longest identifier"),
+    ("search_path", "public", "schema search order"),
+    ("server_encoding", "UTF8", "server character set"),
+    ("server_version", crate::udf::version::PG_COMPAT_VERSION, "PostgreSQL version lakehouse is compatible with"),
+    ("server_version_num", "160006", "PostgreSQL version number"),
+    ("standard_conforming_strings", "on", "backslashes are literal in strings"),
+    ("statement_timeout", "0", "accepted; not enforced"),
+    ("synchronous_commit", "on", "accepted; catalog writes are always durable"),
+    ("timezone", "UTC", "time zone for timestamps"),
+    ("transaction_isolation", "read committed", "current transaction isolation"),
+    ("transaction_read_only", "off", "current transaction is read-only"),
+];
+
+pub struct Session {
+    pub id: String,
+    pub user: String,
+    pub database: String,
+    pub ctx: SessionContext,
+    vars: Mutex<BTreeMap<String, String>>,
+    notices: Mutex<Vec<String>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("id", &self.id).field("user", &self.user).finish()
+    }
+}
+
+/// How psql and drivers spell some settings vs. the canonical name.
+fn canonical(name: &str) -> String {
+    let n = name.to_lowercase();
+    match n.as_str() {
+        "time zone" | "time_zone" => "timezone".into(),
+        "transaction isolation level" => "transaction_isolation".into(),
+        "session authorization" => "session_authorization".into(),
+        _ => n,
+    }
+}
+
+impl Session {
+    pub fn new(id: String, user: String, database: String, ctx: SessionContext) -> Session {
+        Session { id, user, database, ctx, vars: Mutex::default(), notices: Mutex::default() }
+    }
+
+    pub fn notice(&self, msg: impl Into<String>) {
+        self.notices.lock().unwrap_or_else(|p| p.into_inner()).push(msg.into());
+    }
+
+    pub fn take_notices(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notices.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn is_datafusion(name: &str) -> bool {
+        name.starts_with("datafusion.")
+    }
+
+    /// `SET name = value`.
+    pub fn set(&self, name: &str, value: &str) -> Result<()> {
+        let name = canonical(name);
+        if Self::is_datafusion(&name) {
+            let state = self.ctx.state_ref();
+            let mut state = state.write();
+            return state
+                .config_mut()
+                .options_mut()
+                .set(&name, value)
+                .map_err(|e| Error::InvalidParameter(e.to_string()));
+        }
+        if matches!(name.as_str(), "server_version" | "server_version_num" | "server_encoding" | "integer_datetimes" | "max_identifier_length" | "lc_collate" | "lc_ctype") {
+            return Err(Error::InvalidParameter(format!(
+                "parameter \"{name}\" cannot be changed"
+            )));
+        }
+        let known = DEFAULTS.iter().any(|(n, _, _)| *n == name);
+        // Like PostgreSQL, a dotted name is a custom (placeholder) variable; other
+        // unknown names are refused. `lakehouse.*` are ours and must be known.
+        if !known && (!name.contains('.') || name.starts_with("lakehouse.")) {
+            return Err(Error::UnknownSetting(name));
+        }
+        if name == "lakehouse.bucket" {
+            crate::catalog::buckets::validate_name("bucket", value)?;
+        }
+        self.vars.lock().unwrap_or_else(|p| p.into_inner()).insert(name, value.to_string());
+        Ok(())
+    }
+
+    /// `SHOW name`.
+    pub fn get(&self, name: &str) -> Result<String> {
+        let name = canonical(name);
+        if Self::is_datafusion(&name) {
+            let state = self.ctx.state();
+            return state
+                .config_options()
+                .entries()
+                .into_iter()
+                .find(|e| e.key == name)
+                .map(|e| e.value.unwrap_or_default())
+                .ok_or(Error::UnknownSetting(name));
+        }
+        if name == "session_authorization" || name == "is_superuser" {
+            return Ok(if name == "is_superuser" { "on".into() } else { self.user.clone() });
+        }
+        if let Some(v) = self.vars.lock().unwrap_or_else(|p| p.into_inner()).get(&name) {
+            return Ok(v.clone());
+        }
+        DEFAULTS
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, v, _)| v.to_string())
+            .ok_or(Error::UnknownSetting(name))
+    }
+
+    /// `RESET name` / `RESET ALL` (name = None).
+    pub fn reset(&self, name: Option<&str>) -> Result<()> {
+        let mut vars = self.vars.lock().unwrap_or_else(|p| p.into_inner());
+        match name.map(canonical) {
+            None => {
+                vars.clear();
+                let state = self.ctx.state_ref();
+                let mut state = state.write();
+                *state.config_mut().options_mut() = datafusion::config::ConfigOptions::default();
+                Ok(())
+            }
+            Some(n) if Self::is_datafusion(&n) => {
+                let default = datafusion::config::ConfigOptions::default()
+                    .entries()
+                    .into_iter()
+                    .find(|e| e.key == n)
+                    .ok_or_else(|| Error::UnknownSetting(n.clone()))?;
+                drop(vars);
+                self.set(&n, &default.value.unwrap_or_default())
+            }
+            Some(n) => {
+                if vars.remove(&n).is_none() && !DEFAULTS.iter().any(|(d, _, _)| *d == n) && !n.contains('.') {
+                    return Err(Error::UnknownSetting(n));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// `SHOW ALL`: (name, setting, description).
+    pub fn all(&self) -> Vec<(String, String, String)> {
+        let mut out: BTreeMap<String, (String, String)> = DEFAULTS
+            .iter()
+            .map(|(n, v, d)| (n.to_string(), (v.to_string(), d.to_string())))
+            .collect();
+        for (n, v) in self.vars.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            out.entry(n.clone()).or_insert_with(|| (String::new(), "custom".into())).0 = v.clone();
+        }
+        out.into_iter().map(|(n, (v, d))| (n, v, d)).collect()
+    }
+
+    pub fn bucket(&self) -> String {
+        self.get("lakehouse.bucket").unwrap_or_else(|_| "primary".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Session {
+        Session::new("s".into(), "u".into(), "d".into(), SessionContext::new())
+    }
+
+    #[test]
+    fn set_show_reset() {
+        let s = session();
+        assert_eq!(s.get("DateStyle").unwrap(), "ISO, MDY");
+        s.set("datestyle", "ISO, DMY").unwrap();
+        assert_eq!(s.get("datestyle").unwrap(), "ISO, DMY");
+        s.set("myapp.flag", "1").unwrap();
+        assert_eq!(s.get("myapp.flag").unwrap(), "1");
+        assert_eq!(s.set("nope", "1").unwrap_err().sqlstate(), "42704");
+        assert_eq!(s.set("lakehouse.nope", "1").unwrap_err().sqlstate(), "42704");
+        assert_eq!(s.set("server_version", "1").unwrap_err().sqlstate(), "22023");
+        s.set("datafusion.execution.batch_size", "1024").unwrap();
+        assert_eq!(s.get("datafusion.execution.batch_size").unwrap(), "1024");
+        s.reset(Some("datestyle")).unwrap();
+        assert_eq!(s.get("datestyle").unwrap(), "ISO, MDY");
+        s.reset(None).unwrap();
+        assert_eq!(s.get("datafusion.execution.batch_size").unwrap(), "8192");
+        assert!(s.get("myapp.flag").is_err());
+    }
+}

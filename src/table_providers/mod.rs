@@ -1,0 +1,23 @@
+//! Table providers: system tables in schema `lakehouse` (later: MySQL, Postgres, Lance,
+//! HNSW index scan). `register_all` installs everything this folder provides.
+
+pub mod system;
+
+use std::sync::Arc;
+
+use datafusion::catalog::{CatalogProvider, MemorySchemaProvider, SchemaProvider};
+
+use crate::catalog::Catalog;
+use crate::error::Result;
+
+pub const SYSTEM_SCHEMA: &str = "lakehouse";
+
+/// Create schema `lakehouse` in `catalog` and fill it with the system tables.
+pub fn register_all(catalog_provider: &Arc<dyn CatalogProvider>, catalog: &Arc<Catalog>) -> Result<()> {
+    let schema = Arc::new(MemorySchemaProvider::new());
+    for table in system::tables(catalog) {
+        schema.register_table(table.name.to_string(), Arc::new(table))?;
+    }
+    catalog_provider.register_schema(SYSTEM_SCHEMA, schema)?;
+    Ok(())
+}

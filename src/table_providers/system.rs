@@ -1,0 +1,120 @@
+//! System tables (`lakehouse.buckets`, `lakehouse.datasets`): computed from the live
+//! catalog at scan time, so they always show the current state.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, BooleanArray, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::MemTable;
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::catalog::{Catalog, CatalogState};
+use crate::error::Result;
+
+type Producer = Arc<dyn Fn(&CatalogState) -> Result<Vec<ArrayRef>> + Send + Sync>;
+
+pub struct SystemTable {
+    pub name: &'static str,
+    schema: SchemaRef,
+    catalog: Arc<Catalog>,
+    produce: Producer,
+}
+
+impl fmt::Debug for SystemTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SystemTable({})", self.name)
+    }
+}
+
+fn text(name: &str) -> Field {
+    Field::new(name, DataType::Utf8, true)
+}
+
+pub fn tables(catalog: &Arc<Catalog>) -> Vec<SystemTable> {
+    vec![
+        SystemTable {
+            name: "buckets",
+            schema: Arc::new(Schema::new(vec![
+                text("name"),
+                text("url"),
+                text("kind"),
+                Field::new("removable", DataType::Boolean, false),
+                text("created_at"),
+            ])),
+            catalog: catalog.clone(),
+            produce: Arc::new(|s| {
+                let b: Vec<_> = s.buckets.values().collect();
+                Ok(vec![
+                    strings(b.iter().map(|b| Some(b.name.clone()))),
+                    strings(b.iter().map(|b| Some(b.url.clone()))),
+                    strings(b.iter().map(|b| Some(b.kind.as_str().to_string()))),
+                    Arc::new(BooleanArray::from(
+                        b.iter().map(|b| b.kind == crate::catalog::BucketKind::User).collect::<Vec<_>>(),
+                    )),
+                    strings(b.iter().map(|b| Some(b.created_at.clone()))),
+                ])
+            }),
+        },
+        SystemTable {
+            name: "datasets",
+            schema: Arc::new(Schema::new(vec![
+                text("name"),
+                text("bucket"),
+                text("format"),
+                text("location"),
+                Field::new("owned", DataType::Boolean, false),
+                text("source"),
+                text("created_at"),
+            ])),
+            catalog: catalog.clone(),
+            produce: Arc::new(|s| {
+                let d: Vec<_> = s.datasets.values().collect();
+                Ok(vec![
+                    strings(d.iter().map(|d| Some(d.name.clone()))),
+                    strings(d.iter().map(|d| Some(d.bucket.clone()))),
+                    strings(d.iter().map(|d| Some(d.format.clone()))),
+                    strings(d.iter().map(|d| Some(d.location.clone()))),
+                    Arc::new(BooleanArray::from(d.iter().map(|d| d.owned).collect::<Vec<_>>())),
+                    strings(d.iter().map(|d| Some(d.source.clone()))),
+                    strings(d.iter().map(|d| Some(d.created_at.clone()))),
+                ])
+            }),
+        },
+    ]
+}
+
+fn strings(values: impl Iterator<Item = Option<String>>) -> ArrayRef {
+    Arc::new(StringArray::from(values.collect::<Vec<_>>()))
+}
+
+#[async_trait]
+impl TableProvider for SystemTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let snapshot = self.catalog.snapshot();
+        let columns = (self.produce)(&snapshot).map_err(|e| e.into_datafusion())?;
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
+        MemTable::try_new(self.schema.clone(), vec![vec![batch]])?
+            .scan(state, projection, filters, limit)
+            .await
+    }
+}

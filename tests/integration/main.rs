@@ -1,0 +1,7 @@
+//! Integration tests over the wire: one binary, modules inside (compile time).
+
+mod psql;
+mod restart;
+mod security;
+mod support;
+mod wire;

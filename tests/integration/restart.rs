@@ -1,0 +1,89 @@
+//! Persistence across restarts of the real binary, SIGKILL mid-burst, the data-dir lock.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::support::{BinaryServer, connect, psql, run_psql};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_survive_a_restart_and_psql_lists_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = BinaryServer::start(&data);
+    let c = connect(server.port, "tester", None).await.unwrap();
+    c.batch_execute(
+        "CREATE TABLE kept (id BIGINT, label TEXT);
+         INSERT INTO kept VALUES (1, 'one'), (2, 'two');
+         CREATE TABLE kept_ctas AS SELECT id * 10 AS id10 FROM kept;
+         CREATE TABLE dropped AS SELECT 1 AS x;
+         DROP TABLE dropped;",
+    )
+    .await
+    .unwrap();
+    drop(c);
+    server.terminate();
+
+    // A second process on the same data dir is refused while one runs.
+    let server = BinaryServer::start(&data);
+    let err = BinaryServer::try_start(&data).err().expect("second server must be refused");
+    assert!(err.contains("in use by another lakehouse process"), "{err}");
+
+    let c = connect(server.port, "tester", None).await.unwrap();
+    let rows = c.query("SELECT id, label FROM kept ORDER BY id", &[]).await.unwrap();
+    let got: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(got, vec![(1, "one".into()), (2, "two".into())]);
+    let sum: i64 = c.query_one("SELECT sum(id10) FROM kept_ctas", &[]).await.unwrap().get(0);
+    assert_eq!(sum, 30);
+    assert!(c.simple_query("SELECT * FROM dropped").await.is_err());
+    if psql().is_some() {
+        let out = run_psql(server.port, &[], &["-c", "\\dt"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains("kept"), "{text}");
+        assert!(text.contains("kept_ctas"), "{text}");
+        assert!(!text.contains("dropped"), "{text}");
+    }
+    server.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_a_burst_of_ctas_loses_no_acknowledged_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = BinaryServer::start(&data);
+    let c = connect(server.port, "tester", None).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let writer = tokio::spawn(async move {
+        let mut acknowledged = vec![];
+        for i in 0..10_000 {
+            if s.load(Ordering::Relaxed) {
+                break;
+            }
+            let sql = format!("CREATE TABLE burst_{i} AS SELECT value AS v FROM range({})", i % 50 + 1);
+            match c.batch_execute(&sql).await {
+                Ok(()) => acknowledged.push(i),
+                Err(_) => break,
+            }
+        }
+        acknowledged
+    });
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    server.kill9();
+    stop.store(true, Ordering::Relaxed);
+    let acknowledged = writer.await.unwrap();
+    assert!(acknowledged.len() >= 3, "too few statements ran before the kill: {}", acknowledged.len());
+
+    let server = BinaryServer::start(&data);
+    let c = connect(server.port, "tester", None).await.unwrap();
+    for i in &acknowledged {
+        let n: i64 = c
+            .query_one(&format!("SELECT count(*) FROM burst_{i}"), &[])
+            .await
+            .unwrap_or_else(|e| panic!("burst_{i} was acknowledged but is gone: {e}"))
+            .get(0);
+        assert_eq!(n, (i % 50 + 1) as i64, "burst_{i}");
+    }
+    server.terminate();
+}

@@ -1,0 +1,145 @@
+//! Test servers: in-process on 127.0.0.1:0, or the real binary for restart/kill tests.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use lakehouse::{Config, Engine};
+use tokio::sync::oneshot;
+
+pub struct TestServer {
+    pub port: u16,
+    pub _dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<lakehouse::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(f: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.storage.data_dir = dir.path().join("data");
+        f(&mut config);
+        let engine = Engine::open(config).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(lakehouse::server::serve(engine, listener, async {
+            let _ = stopped.await;
+        }));
+        TestServer { port, _dir: dir, stop: Some(stop), handle: Some(handle) }
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        connect(self.port, "tester", None).await.unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap().unwrap();
+        }
+    }
+}
+
+pub async fn connect(port: u16, user: &str, password: Option<&str>) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let mut conf = format!("host=127.0.0.1 port={port} user={user} dbname=lakehouse connect_timeout=10");
+    if let Some(p) = password {
+        conf.push_str(&format!(" password={p}"));
+    }
+    let (client, conn) = tokio_postgres::connect(&conf, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+pub fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.as_db_error().map(|d| d.code().code().to_string()).unwrap_or_else(|| format!("no db error: {e}"))
+}
+
+/// The real `lakehouse serve` binary, on an OS-chosen port.
+pub struct BinaryServer {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl BinaryServer {
+    pub fn start(data_dir: &Path) -> BinaryServer {
+        Self::try_start(data_dir).unwrap_or_else(|e| panic!("server did not start: {e}"))
+    }
+
+    pub fn try_start(data_dir: &Path) -> Result<BinaryServer, String> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lakehouse"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let mut seen = String::new();
+        while let Some(Ok(line)) = lines.next() {
+            if let Some(rest) = line.split(" listening on ").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap();
+                let port = addr.rsplit(':').next().unwrap().parse().unwrap();
+                // Keep draining stderr so the child never blocks on a full pipe.
+                std::thread::spawn(move || for _ in lines.by_ref() {});
+                return Ok(BinaryServer { child, port });
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        let _ = child.wait();
+        Err(seen)
+    }
+
+    pub fn terminate(mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("server did not stop on SIGTERM within 15 s");
+    }
+
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// psql, or None when it is not installed (CI must have it: fail there instead).
+pub fn psql() -> Option<PathBuf> {
+    let found = Command::new("psql").arg("--version").output().is_ok_and(|o| o.status.success());
+    if found {
+        return Some(PathBuf::from("psql"));
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("psql is required on CI (apt-get install postgresql-client)");
+    }
+    eprintln!("SKIPPED: psql is not installed; psql meta-command checks did not run");
+    None
+}
+
+pub fn run_psql(port: u16, extra_env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new("psql");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "tester", "-d", "lakehouse", "-X", "-v", "ON_ERROR_STOP=1"])
+        .args(args)
+        .env("PGCONNECT_TIMEOUT", "10");
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}

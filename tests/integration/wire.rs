@@ -1,0 +1,94 @@
+//! The extended protocol with bound parameters, errors, notices and cancellation.
+
+use std::time::Duration;
+
+use crate::support::{TestServer, sqlstate};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_bind_parameters() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    c.batch_execute("CREATE TABLE people (id BIGINT, name TEXT, score DOUBLE)").await.unwrap();
+    let insert = c.prepare("INSERT INTO people VALUES ($1, $2, $3)").await.unwrap();
+    for (id, name, score) in [(1i64, "ada", 3.5f64), (2, "grace", 4.0), (3, "linus", 1.0)] {
+        let n = c.execute(&insert, &[&id, &name, &score]).await.unwrap();
+        assert_eq!(n, 1);
+    }
+    let rows = c.query("SELECT id, name, score FROM people WHERE score > $1 ORDER BY id", &[&2.0f64]).await.unwrap();
+    let got: Vec<(i64, String, f64)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    assert_eq!(got, vec![(1, "ada".into(), 3.5), (2, "grace".into(), 4.0)]);
+
+    // Text-typed parameter compared against a text column; NULLs and counts.
+    let row = c.query_one("SELECT count(*) FROM people WHERE name = $1", &[&"grace"]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1);
+
+    // Commands we answer ourselves also work through the extended protocol.
+    let row = c.query_one("SHOW server_version", &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "16.6");
+    let rows = c.query("CALL create_bucket('x', 'relative')", &[]).await;
+    assert_eq!(sqlstate(&rows.unwrap_err()), "22023");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_carry_sqlstates_and_the_connection_survives() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    for (sql, code) in [
+        ("SELECT * FROM missing", "42P01"),
+        ("SELEC 1", "42601"),
+        ("SELECT nope()", "42883"),
+        ("CALL nope()", "42883"),
+        ("CALL drop_bucket('primary')", "42501"),
+        ("SET not_a_setting = 1", "42704"),
+        ("CREATE INDEX i ON t (c)", "0A000"),
+    ] {
+        let e = c.simple_query(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&e), code, "{sql}: {e}");
+        let e = c.query(sql, &[]).await.unwrap_err();
+        assert_eq!(sqlstate(&e), code, "extended {sql}: {e}");
+    }
+    assert_eq!(c.query_one("SELECT 1::BIGINT", &[]).await.unwrap().get::<_, i64>(0), 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_separate() {
+    let server = TestServer::start().await;
+    let a = server.client().await;
+    let b = server.client().await;
+    a.batch_execute("SET application_name = 'alpha'").await.unwrap();
+    assert_eq!(show(&a).await, "alpha");
+    assert_eq!(show(&b).await, "");
+    // Tables, unlike settings, are shared.
+    a.batch_execute("CREATE TABLE shared_t AS SELECT 7 AS v").await.unwrap();
+    let v: i64 = b.query_one("SELECT v::BIGINT FROM shared_t", &[]).await.unwrap().get(0);
+    assert_eq!(v, 7);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_query_can_be_cancelled() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    let token = c.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    });
+    let started = std::time::Instant::now();
+    let e = c
+        .simple_query("SELECT count(*) FROM range(200000) a, range(200000) b WHERE a.value + b.value < 0")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "57014", "{e}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    canceller.await.unwrap();
+    let rows = c.simple_query("SELECT 1").await.unwrap();
+    assert!(!rows.is_empty());
+    server.stop().await;
+}
+
+async fn show(c: &tokio_postgres::Client) -> String {
+    c.query_one("SHOW application_name", &[]).await.unwrap().get::<_, String>(0)
+}

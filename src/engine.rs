@@ -424,7 +424,11 @@ impl Engine {
                 self.create_dataset(session, cmd, bucket).await
             }
             LogicalPlan::Ddl(DdlStatement::CreateExternalTable(cmd)) => {
-                self.create_external(session, cmd, statement.to_string()).await
+                let definition = match statement {
+                    DFStatement::CreateExternalTable(c) => external_definition(c),
+                    other => other.to_string(),
+                };
+                self.create_external(session, cmd, definition).await
             }
             LogicalPlan::Ddl(DdlStatement::DropTable(cmd)) => self.drop_dataset(session, cmd).await,
             LogicalPlan::Ddl(DdlStatement::CreateIndex(_)) => Err(create_index_unsupported()),
@@ -662,6 +666,40 @@ impl Engine {
     }
 }
 
+/// SQL that re-creates an external table on restart. (DataFusion's own Display of the
+/// statement leaves the location unquoted and drops columns and options.)
+fn external_definition(c: &datafusion::sql::parser::CreateExternalTable) -> String {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let mut sql = String::from("CREATE ");
+    if c.unbounded {
+        sql.push_str("UNBOUNDED ");
+    }
+    sql.push_str(&format!("EXTERNAL TABLE {}", c.name));
+    let mut elements: Vec<String> = c.columns.iter().map(|col| col.to_string()).collect();
+    elements.extend(c.constraints.iter().map(|k| k.to_string()));
+    if !elements.is_empty() {
+        sql.push_str(&format!(" ({})", elements.join(", ")));
+    }
+    sql.push_str(&format!(" STORED AS {}", c.file_type));
+    if !c.table_partition_cols.is_empty() {
+        sql.push_str(&format!(" PARTITIONED BY ({})", c.table_partition_cols.join(", ")));
+    }
+    for order in &c.order_exprs {
+        let exprs: Vec<String> = order.iter().map(|e| e.to_string()).collect();
+        sql.push_str(&format!(" WITH ORDER ({})", exprs.join(", ")));
+    }
+    sql.push_str(&format!(" LOCATION {}", quote(&c.location)));
+    if !c.options.is_empty() {
+        let opts: Vec<String> = c
+            .options
+            .iter()
+            .map(|(k, v)| format!("{} {}", quote(k), quote(&v.clone().into_string().unwrap_or_else(|| v.to_string()))))
+            .collect();
+        sql.push_str(&format!(" OPTIONS ({})", opts.join(", ")));
+    }
+    sql
+}
+
 fn create_index_unsupported() -> Error {
     Error::NotSupported(
         "CREATE INDEX in this release (vector indexes USING hnsw / ivf_pq are planned; see README \"Status\")"
@@ -754,4 +792,22 @@ fn strip_options(statement: DFStatement) -> (DFStatement, Option<String>) {
         }
     }
     (DFStatement::Statement(s), bucket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_definitions_parse_back_to_the_same_statement() {
+        for sql in [
+            "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/data/it''s here/'",
+            "CREATE EXTERNAL TABLE c (a INT, b VARCHAR) STORED AS CSV PARTITIONED BY (b) LOCATION '/x/' OPTIONS ('format.has_header' 'true')",
+        ] {
+            let parsed = DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {}).unwrap();
+            let DFStatement::CreateExternalTable(c) = &parsed[0] else { panic!() };
+            let again = DFParser::parse_sql_with_dialect(&external_definition(c), &PostgreSqlDialect {}).unwrap();
+            assert_eq!(parsed[0], again[0], "{}", external_definition(c));
+        }
+    }
 }

@@ -22,6 +22,11 @@ async fn psql_meta_commands_work() {
     })
     .await
     .unwrap();
+    let notice = tokio::task::spawn_blocking(move || run_psql(port, &[], &["-c", "DROP TABLE IF EXISTS nothing_here"]))
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&notice.stderr);
+    assert!(stderr.contains("NOTICE:  table \"nothing_here\" does not exist, skipping"), "{stderr}");
     for (cmd, o) in &out {
         assert!(
             o.status.success(),

@@ -21,6 +21,17 @@ async fn tables_survive_a_restart_and_psql_lists_them() {
     )
     .await
     .unwrap();
+    // Existing Parquet files registered as an external table survive too.
+    let ext_dir = dir.path().join("external");
+    std::fs::create_dir_all(&ext_dir).unwrap();
+    c.batch_execute(&format!(
+        "COPY (SELECT 5 AS five) TO '{}/part.parquet' STORED AS PARQUET;
+         CREATE EXTERNAL TABLE ext STORED AS PARQUET LOCATION '{}/';",
+        ext_dir.display(),
+        ext_dir.display()
+    ))
+    .await
+    .unwrap();
     drop(c);
     server.terminate();
 
@@ -36,6 +47,11 @@ async fn tables_survive_a_restart_and_psql_lists_them() {
     let sum: i64 = c.query_one("SELECT sum(id10) FROM kept_ctas", &[]).await.unwrap().get(0);
     assert_eq!(sum, 30);
     assert!(c.simple_query("SELECT * FROM dropped").await.is_err());
+    let five: i64 = c.query_one("SELECT five FROM ext", &[]).await.unwrap().get(0);
+    assert_eq!(five, 5);
+    // DROP of an external table leaves the files alone.
+    c.batch_execute("DROP TABLE ext").await.unwrap();
+    assert!(ext_dir.join("part.parquet").exists());
     if psql().is_some() {
         let out = run_psql(server.port, &[], &["-c", "\\dt"]);
         let text = String::from_utf8_lossy(&out.stdout);
@@ -86,4 +102,30 @@ async fn sigkill_during_a_burst_of_ctas_loses_no_acknowledged_table() {
         assert_eq!(n, (i % 50 + 1) as i64, "burst_{i}");
     }
     server.terminate();
+}
+
+#[test]
+fn the_cli_prints_tables_and_stops_at_the_first_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = |sql: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_lakehouse"))
+            .args(["sql", "--data-dir"])
+            .arg(&data)
+            .args(["-c", sql])
+            .output()
+            .unwrap()
+    };
+    let out = run("CREATE TABLE t AS SELECT 1 AS id, 'x' AS name; SELECT * FROM t");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(" id | name"), "{stdout}");
+    assert!(stdout.contains("(1 row)"), "{stdout}");
+    let out = run("SELECT 1; SELECT * FROM missing; CREATE TABLE never AS SELECT 1");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ERROR:  42P01: relation \"missing\" does not exist"), "{stderr}");
+    let out = run("SELECT name FROM lakehouse.datasets");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(" t\n") && !stdout.contains("never"), "{stdout}");
 }

@@ -108,6 +108,7 @@ pub struct Engine {
     compat: PostgresCompatibilityParser,
     /// DDL that touches the catalog runs one at a time.
     ddl: tokio::sync::Mutex<()>,
+    executor: crate::executor::Executor,
 }
 
 impl std::fmt::Debug for Engine {
@@ -152,6 +153,7 @@ impl Engine {
             procedures: procedures::all().into_iter().map(|p| (p.name(), p)).collect(),
             compat: PostgresCompatibilityParser::new(),
             ddl: tokio::sync::Mutex::new(()),
+            executor: crate::executor::Executor::new()?,
         };
         engine.restore_datasets().await;
         Ok(Arc::new(engine))
@@ -177,18 +179,30 @@ impl Engine {
 
     async fn restore_datasets(&self) {
         let snapshot = self.catalog.snapshot();
-        for rec in snapshot.datasets.values() {
-            match self.provider_for(rec).await {
-                Ok(provider) => {
-                    if let Err(e) = self.data_schema.register_table(rec.name.clone(), provider) {
-                        tracing::warn!("dataset {}: {e}", rec.name);
+        // Tables first, then views; a view over another view may need a second pass.
+        let (views, tables): (Vec<&DatasetRecord>, Vec<&DatasetRecord>) =
+            snapshot.datasets.values().partition(|d| d.is_view());
+        let mut pending: Vec<&DatasetRecord> = tables.into_iter().chain(views).collect();
+        loop {
+            let mut failed = vec![];
+            let before = pending.len();
+            for rec in pending {
+                match self.provider_for(rec).await {
+                    Ok(provider) => {
+                        if let Err(e) = self.data_schema.register_table(rec.name.clone(), provider) {
+                            tracing::warn!("dataset {}: {e}", rec.name);
+                        }
                     }
+                    Err(e) => failed.push((rec, e)),
                 }
-                Err(e) => tracing::warn!(
-                    "dataset {} could not be opened and is skipped until it can: {e}",
-                    rec.name
-                ),
             }
+            if failed.is_empty() || failed.len() == before || !failed.iter().any(|(r, _)| r.is_view()) {
+                for (rec, e) in failed {
+                    tracing::warn!("dataset {} could not be opened and is skipped until it can: {e}", rec.name);
+                }
+                return;
+            }
+            pending = failed.into_iter().map(|(r, _)| r).collect();
         }
     }
 
@@ -202,6 +216,9 @@ impl Engine {
             .ok_or_else(|| Error::Internal(format!("external dataset {} has no definition", rec.name)))?;
         let state = self.template.state();
         match state.create_logical_plan(definition).await? {
+            LogicalPlan::Ddl(DdlStatement::CreateView(view)) => Ok(Arc::new(
+                datafusion::catalog::view::ViewTable::new(view.input.as_ref().clone(), view.definition),
+            )),
             LogicalPlan::Ddl(DdlStatement::CreateExternalTable(cmd)) => {
                 let factory = state
                     .table_factories()
@@ -431,6 +448,10 @@ impl Engine {
                 self.create_external(session, cmd, definition).await
             }
             LogicalPlan::Ddl(DdlStatement::DropTable(cmd)) => self.drop_dataset(session, cmd).await,
+            LogicalPlan::Ddl(DdlStatement::CreateView(cmd)) => {
+                self.create_view(session, cmd, statement.to_string()).await
+            }
+            LogicalPlan::Ddl(DdlStatement::DropView(cmd)) => self.drop_view(session, cmd).await,
             LogicalPlan::Ddl(DdlStatement::CreateIndex(_)) => Err(create_index_unsupported()),
             LogicalPlan::Copy(_) => {
                 let batches = session.ctx.execute_logical_plan(plan).await?.collect().await?;
@@ -448,6 +469,7 @@ impl Engine {
                 }
                 let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
                 let stream = df.execute_stream().await?;
+                let stream = self.executor.run_stream(schema.clone(), stream);
                 Ok(QueryResult::Rows { schema, stream })
             }
         }
@@ -587,6 +609,7 @@ impl Engine {
                 return Err(e);
             }
         };
+        self.data_schema.deregister_table(&name)?;
         self.data_schema.register_table(name, provider)?;
         if let Some(old) = replaced {
             datasets::remove_files(&old);
@@ -633,6 +656,7 @@ impl Engine {
         let replaced = tokio::task::spawn_blocking(move || catalog.put_dataset(record, replace))
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
+        self.data_schema.deregister_table(&name)?;
         self.data_schema.register_table(name, provider)?;
         if let Some(old) = replaced {
             datasets::remove_files(&old);
@@ -648,6 +672,15 @@ impl Engine {
         let removed = tokio::task::spawn_blocking(move || catalog.remove_dataset(&n))
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
+        if removed.as_ref().is_some_and(|r| r.is_view()) {
+            // Put it back: DROP TABLE does not drop views (PostgreSQL: 42809).
+            let rec = removed.expect("checked");
+            let catalog = self.catalog.clone();
+            tokio::task::spawn_blocking(move || catalog.put_dataset(rec, true))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
+            return Err(Error::WrongObjectType(format!("\"{name}\" is not a table; use DROP VIEW")));
+        }
         match removed {
             Some(rec) => {
                 self.data_schema.deregister_table(&name)?;
@@ -698,6 +731,58 @@ fn external_definition(c: &datafusion::sql::parser::CreateExternalTable) -> Stri
         sql.push_str(&format!(" OPTIONS ({})", opts.join(", ")));
     }
     sql
+}
+
+impl Engine {
+    async fn create_view(&self, session: &Session, cmd: datafusion::logical_expr::CreateView, definition: String) -> Result<QueryResult> {
+        let name = self.dataset_name(&cmd.name)?;
+        let _ddl = self.ddl.lock().await;
+        if let Some(existing) = self.catalog.dataset(&name) {
+            if !existing.is_view() {
+                return Err(Error::WrongObjectType(format!("\"{name}\" is a table, not a view")));
+            }
+            if !cmd.or_replace {
+                return Err(Error::TableExists(name));
+            }
+        } else if self.data_schema.table_exist(&name) {
+            return Err(Error::TableExists(name));
+        }
+        let _ = session;
+        let provider = Arc::new(datafusion::catalog::view::ViewTable::new(cmd.input.as_ref().clone(), Some(definition.clone())));
+        let mut record = datasets::new_record(&name, buckets::PRIMARY, String::new(), "view");
+        record.format = "view".into();
+        record.owned = false;
+        record.definition = Some(definition);
+        let catalog = self.catalog.clone();
+        let replace = cmd.or_replace;
+        tokio::task::spawn_blocking(move || catalog.put_dataset(record, replace))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        self.data_schema.deregister_table(&name)?;
+        self.data_schema.register_table(name, provider)?;
+        Ok(QueryResult::command("CREATE VIEW"))
+    }
+
+    async fn drop_view(&self, session: &Session, cmd: datafusion::logical_expr::DropView) -> Result<QueryResult> {
+        let name = self.dataset_name(&cmd.name)?;
+        let _ddl = self.ddl.lock().await;
+        match self.catalog.dataset(&name) {
+            Some(rec) if !rec.is_view() => {
+                return Err(Error::WrongObjectType(format!("\"{name}\" is not a view; use DROP TABLE")));
+            }
+            Some(_) => {
+                let catalog = self.catalog.clone();
+                let n = name.clone();
+                tokio::task::spawn_blocking(move || catalog.remove_dataset(&n))
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))??;
+                self.data_schema.deregister_table(&name)?;
+            }
+            None if cmd.if_exists => session.notice(format!("view \"{name}\" does not exist, skipping")),
+            None => return Err(Error::TableNotFound(name)),
+        }
+        Ok(QueryResult::command("DROP VIEW"))
+    }
 }
 
 fn create_index_unsupported() -> Error {

@@ -37,6 +37,8 @@ pub enum Error {
     DataException(String),
     #[error("{0}")]
     DependentObjects(String),
+    #[error("{0}")]
+    WrongObjectType(String),
     #[error("permission denied: {0}")]
     PermissionDenied(String),
     #[error("{0}")]
@@ -82,6 +84,7 @@ impl Error {
             Error::UnknownSetting(_) => "42704",
             Error::DimensionMismatch { .. } | Error::DataException(_) => "22000",
             Error::DependentObjects(_) => "2BP01",
+            Error::WrongObjectType(_) => "42809",
             Error::PermissionDenied(_) => "42501",
             Error::InvalidAuthorization(_) => "28000",
             Error::InvalidPassword(_) => "28P01",
@@ -173,8 +176,8 @@ fn classify_plan_message(msg: String) -> Error {
         let name = rest.rsplit('.').next().unwrap_or(rest).to_string();
         return Error::TableNotFound(name);
     }
-    if msg.contains("already exists") && msg.starts_with("Table") {
-        return Error::TableExists(msg);
+    if msg.contains("already exists") {
+        return classify_execution_message(msg);
     }
     if let Some(rest) = msg.strip_prefix("Invalid function '") {
         let name = rest.split('\'').next().unwrap_or(rest);
@@ -192,8 +195,11 @@ fn classify_plan_message(msg: String) -> Error {
 }
 
 fn classify_execution_message(msg: String) -> Error {
+    if let Some(name) = msg.strip_prefix("The table ").and_then(|r| r.strip_suffix(" already exists")) {
+        return Error::TableExists(name.to_string());
+    }
     if msg.contains("already exists") {
-        return Error::TableExists(msg);
+        return Error::DuplicateObject(msg.trim_end_matches(" already exists").to_string());
     }
     if msg.contains("Division by zero") || msg.contains("Cast error") {
         return Error::DataException(msg);
@@ -234,6 +240,7 @@ mod tests {
             Error::DimensionMismatch { expected: 3, got: 2 },
             Error::DataException("d".into()),
             Error::DependentObjects("d".into()),
+            Error::WrongObjectType("w".into()),
             Error::PermissionDenied("p".into()),
             Error::InvalidAuthorization("a".into()),
             Error::InvalidPassword("u".into()),

@@ -10,6 +10,7 @@
 //! error.rs           one Error enum; every variant knows its SQLSTATE
 //! engine.rs          Engine::execute(sql): the single entry point for server and CLI
 //! session.rs         per-connection state: DataFusion context, SET variables, NOTICEs
+//! executor.rs        the query runtime, apart from the one serving connections
 //! udf/               scalar and table functions (version(), later vectors, embed, …)
 //! table_providers/   system tables in schema `lakehouse` (later MySQL, Postgres, Lance)
 //! catalog/           persistent state (buckets, datasets) and procedures (CALL …)
@@ -26,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod executor;
 pub mod server;
 pub mod session;
 pub mod table_providers;

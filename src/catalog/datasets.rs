@@ -35,15 +35,19 @@ pub struct DatasetRecord {
     /// Arrow IPC schema, base64 (owned datasets).
     #[serde(default)]
     pub schema: Option<String>,
-    /// The CREATE EXTERNAL TABLE statement (external datasets).
+    /// The CREATE EXTERNAL TABLE / CREATE VIEW statement (external datasets, views).
     #[serde(default)]
     pub definition: Option<String>,
-    /// How the dataset came to be: `create table`, `create table as`, `external`.
+    /// How the dataset came to be: `create table`, `create table as`, `external`, `view`.
     pub source: String,
     pub created_at: String,
 }
 
 impl DatasetRecord {
+    pub fn is_view(&self) -> bool {
+        self.format == "view"
+    }
+
     pub fn arrow_schema(&self) -> Result<Option<SchemaRef>> {
         self.schema.as_deref().map(decode_schema).transpose()
     }

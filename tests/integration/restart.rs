@@ -16,6 +16,8 @@ async fn tables_survive_a_restart_and_psql_lists_them() {
         "CREATE TABLE kept (id BIGINT, label TEXT);
          INSERT INTO kept VALUES (1, 'one'), (2, 'two');
          CREATE TABLE kept_ctas AS SELECT id * 10 AS id10 FROM kept;
+         CREATE VIEW kept_view AS SELECT label FROM kept WHERE id = 2;
+         CREATE VIEW a_outer AS SELECT upper(label) AS shout FROM kept_view;
          CREATE TABLE dropped AS SELECT 1 AS x;
          DROP TABLE dropped;",
     )
@@ -47,6 +49,9 @@ async fn tables_survive_a_restart_and_psql_lists_them() {
     let sum: i64 = c.query_one("SELECT sum(id10) FROM kept_ctas", &[]).await.unwrap().get(0);
     assert_eq!(sum, 30);
     assert!(c.simple_query("SELECT * FROM dropped").await.is_err());
+    // Views come back too, including a view over a view restored out of name order.
+    let shout: String = c.query_one("SELECT shout FROM a_outer", &[]).await.unwrap().get(0);
+    assert_eq!(shout, "TWO");
     let five: i64 = c.query_one("SELECT five FROM ext", &[]).await.unwrap().get(0);
     assert_eq!(five, 5);
     // DROP of an external table leaves the files alone.

@@ -43,11 +43,24 @@ impl Executor {
     pub fn run_stream(&self, schema: SchemaRef, mut stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         self.handle.spawn(async move {
-            while let Some(item) = stream.next().await {
-                if tx.send(item).await.is_err() {
-                    break; // receiver gone: dropping `stream` cancels the query
+            loop {
+                // Watch the receiver while the query works towards its next batch: a
+                // cancelled or disconnected client stops the query at once, not at
+                // the end of an hour-long aggregate.
+                let item = tokio::select! {
+                    _ = tx.closed() => break,
+                    item = stream.next() => item,
+                };
+                match item {
+                    Some(item) => {
+                        if tx.send(item).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => break,
                 }
             }
+            // Dropping `stream` here stops DataFusion's tasks for this query.
         });
         let rx = tokio_stream_from(rx);
         Box::pin(RecordBatchStreamAdapter::new(schema, rx))

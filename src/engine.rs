@@ -273,7 +273,7 @@ impl Engine {
         let n = statements.len();
         let mut out = Vec::with_capacity(n);
         for (i, stmt) in statements.into_iter().enumerate() {
-            let result = match self.execute_statement(session, stmt, None).await {
+            let result = match self.execute_statement(session, stmt).await {
                 Ok(r) if i + 1 < n => r.buffered().await,
                 other => other,
             };
@@ -363,7 +363,7 @@ impl Engine {
                 if !params.is_empty() {
                     return Err(Error::invalid("this statement takes no parameters"));
                 }
-                self.execute_statement(session, prepared.statement.clone(), None).await
+                self.execute_statement(session, prepared.statement.clone()).await
             }
         }
     }
@@ -391,7 +391,7 @@ impl Engine {
         }
     }
 
-    pub async fn execute_statement(&self, session: &Session, statement: DFStatement, params: Option<Vec<ScalarValue>>) -> Result<QueryResult> {
+    pub async fn execute_statement(&self, session: &Session, statement: DFStatement) -> Result<QueryResult> {
         if let DFStatement::Reset(datafusion::sql::parser::ResetStatement::Variable(name)) = &statement {
             let name = name.to_string();
             session.reset(if name.eq_ignore_ascii_case("all") { None } else { Some(&name) })?;
@@ -416,10 +416,6 @@ impl Engine {
         }
         let (statement_plain, bucket) = strip_options(statement.clone());
         let plan = session.ctx.state().statement_to_plan(statement_plain).await?;
-        let plan = match params {
-            Some(p) if !p.is_empty() => plan.with_param_values(ParamValues::List(p.into_iter().map(Into::into).collect()))?,
-            _ => plan,
-        };
         self.run_plan(session, plan, &statement, bucket).await
     }
 

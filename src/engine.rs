@@ -124,9 +124,7 @@ impl Engine {
         let catalog = {
             let dir = config.storage.data_dir.clone();
             Arc::new(
-                tokio::task::spawn_blocking(move || Catalog::open(&dir))
-                    .await
-                    .map_err(|e| Error::Internal(e.to_string()))??,
+                crate::catalog::blocking(move || Catalog::open(&dir)).await?,
             )
         };
         let session_config = SessionConfig::new()
@@ -595,9 +593,7 @@ impl Engine {
         let catalog = self.catalog.clone();
         let rec = record.clone();
         let replace = cmd.or_replace;
-        let committed = tokio::task::spawn_blocking(move || catalog.put_dataset(rec, replace))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let committed = crate::catalog::blocking(move || catalog.put_dataset(rec, replace)).await;
         let replaced = match committed {
             Ok(r) => r,
             Err(e) => {
@@ -649,9 +645,7 @@ impl Engine {
         };
         let catalog = self.catalog.clone();
         let replace = cmd.or_replace;
-        let replaced = tokio::task::spawn_blocking(move || catalog.put_dataset(record, replace))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))??;
+        let replaced = crate::catalog::blocking(move || catalog.put_dataset(record, replace)).await?;
         self.data_schema.deregister_table(&name)?;
         self.data_schema.register_table(name, provider)?;
         if let Some(old) = replaced {
@@ -665,16 +659,12 @@ impl Engine {
         let _ddl = self.ddl.lock().await;
         let catalog = self.catalog.clone();
         let n = name.clone();
-        let removed = tokio::task::spawn_blocking(move || catalog.remove_dataset(&n))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))??;
+        let removed = crate::catalog::blocking(move || catalog.remove_dataset(&n)).await?;
         if removed.as_ref().is_some_and(|r| r.is_view()) {
             // Put it back: DROP TABLE does not drop views (PostgreSQL: 42809).
             let rec = removed.expect("checked");
             let catalog = self.catalog.clone();
-            tokio::task::spawn_blocking(move || catalog.put_dataset(rec, true))
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))??;
+            crate::catalog::blocking(move || catalog.put_dataset(rec, true)).await?;
             return Err(Error::WrongObjectType(format!("\"{name}\" is not a table; use DROP VIEW")));
         }
         match removed {
@@ -751,9 +741,7 @@ impl Engine {
         record.definition = Some(definition);
         let catalog = self.catalog.clone();
         let replace = cmd.or_replace;
-        tokio::task::spawn_blocking(move || catalog.put_dataset(record, replace))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))??;
+        crate::catalog::blocking(move || catalog.put_dataset(record, replace)).await?;
         self.data_schema.deregister_table(&name)?;
         self.data_schema.register_table(name, provider)?;
         Ok(QueryResult::command("CREATE VIEW"))
@@ -769,9 +757,7 @@ impl Engine {
             Some(_) => {
                 let catalog = self.catalog.clone();
                 let n = name.clone();
-                tokio::task::spawn_blocking(move || catalog.remove_dataset(&n))
-                    .await
-                    .map_err(|e| Error::Internal(e.to_string()))??;
+                crate::catalog::blocking(move || catalog.remove_dataset(&n)).await?;
                 self.data_schema.deregister_table(&name)?;
             }
             None if cmd.if_exists => session.notice(format!("view \"{name}\" does not exist, skipping")),

@@ -37,9 +37,7 @@ impl Procedure for CreateBucketProcedure {
         let name = args.required_text("name")?.to_string();
         let location = args.required_text("location")?.to_string();
         let catalog = engine.catalog().clone();
-        let rec = tokio::task::spawn_blocking(move || catalog.create_bucket(&name, &location))
-            .await
-            .map_err(|e| crate::error::Error::Internal(e.to_string()))??;
+        let rec = crate::catalog::blocking(move || catalog.create_bucket(&name, &location)).await?;
         Ok(vec![RecordBatch::try_new(
             self.output_schema(),
             vec![

@@ -35,9 +35,7 @@ impl Procedure for DropBucketProcedure {
         let name = args.required_text("name")?.to_string();
         let catalog = engine.catalog().clone();
         let n = name.clone();
-        tokio::task::spawn_blocking(move || catalog.drop_bucket(&n))
-            .await
-            .map_err(|e| crate::error::Error::Internal(e.to_string()))??;
+        crate::catalog::blocking(move || catalog.drop_bucket(&n)).await?;
         Ok(vec![RecordBatch::try_new(
             self.output_schema(),
             vec![

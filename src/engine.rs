@@ -376,7 +376,10 @@ impl Engine {
                     let name = f.name.to_string().to_lowercase();
                     Some(self.procedures.get(name.as_str()).map(|p| p.output_schema()))
                 }
-                Statement::ShowVariable { variable } => Some(Some(show_schema(&show_name(variable)))),
+                Statement::ShowVariable { variable } => {
+                    let name = show_name(variable);
+                    Some(Some(if name == "all" { show_all_schema() } else { show_schema(&name) }))
+                }
                 Statement::StartTransaction { .. }
                 | Statement::Commit { .. }
                 | Statement::Rollback { .. }
@@ -511,11 +514,7 @@ impl Engine {
     fn show(&self, session: &Session, name: &str) -> Result<QueryResult> {
         if name.eq_ignore_ascii_case("all") {
             let all = session.all();
-            let schema = Arc::new(Schema::new(vec![
-                Field::new("name", DataType::Utf8, false),
-                Field::new("setting", DataType::Utf8, false),
-                Field::new("description", DataType::Utf8, false),
-            ]));
+            let schema = show_all_schema();
             let batch = RecordBatch::try_new(
                 schema.clone(),
                 vec![
@@ -811,6 +810,14 @@ fn show_name(variable: &[datafusion::sql::sqlparser::ast::Ident]) -> String {
     } else {
         words.join(".")
     }
+}
+
+fn show_all_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("setting", DataType::Utf8, false),
+        Field::new("description", DataType::Utf8, false),
+    ]))
 }
 
 fn show_schema(name: &str) -> SchemaRef {

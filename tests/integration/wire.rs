@@ -25,6 +25,8 @@ async fn prepared_statements_bind_parameters() {
     // Commands we answer ourselves also work through the extended protocol.
     let row = c.query_one("SHOW server_version", &[]).await.unwrap();
     assert_eq!(row.get::<_, String>(0), "16.6");
+    let all = c.query("SHOW ALL", &[]).await.unwrap();
+    assert!(all.iter().any(|r| r.get::<_, String>(0) == "search_path" && r.get::<_, String>(1) == "public"));
     let rows = c.query("CALL create_bucket('x', 'relative')", &[]).await;
     assert_eq!(sqlstate(&rows.unwrap_err()), "22023");
     server.stop().await;

@@ -446,7 +446,7 @@ impl Engine {
             }
             LogicalPlan::Ddl(DdlStatement::DropTable(cmd)) => self.drop_dataset(session, cmd).await,
             LogicalPlan::Ddl(DdlStatement::CreateView(cmd)) => {
-                self.create_view(session, cmd, statement.to_string()).await
+                self.create_view(cmd, statement.to_string()).await
             }
             LogicalPlan::Ddl(DdlStatement::DropView(cmd)) => self.drop_view(session, cmd).await,
             LogicalPlan::Ddl(DdlStatement::CreateIndex(_)) => Err(create_index_unsupported()),
@@ -656,16 +656,14 @@ impl Engine {
     async fn drop_dataset(&self, session: &Session, cmd: datafusion::logical_expr::DropTable) -> Result<QueryResult> {
         let name = self.dataset_name(&cmd.name)?;
         let _ddl = self.ddl.lock().await;
+        // DROP TABLE does not drop views (PostgreSQL: 42809). Checked before removing:
+        // the DDL lock keeps the record from changing in between.
+        if self.catalog.dataset(&name).is_some_and(|r| r.is_view()) {
+            return Err(Error::WrongObjectType(format!("\"{name}\" is not a table; use DROP VIEW")));
+        }
         let catalog = self.catalog.clone();
         let n = name.clone();
         let removed = crate::catalog::blocking(move || catalog.remove_dataset(&n)).await?;
-        if removed.as_ref().is_some_and(|r| r.is_view()) {
-            // Put it back: DROP TABLE does not drop views (PostgreSQL: 42809).
-            let rec = removed.expect("checked");
-            let catalog = self.catalog.clone();
-            crate::catalog::blocking(move || catalog.put_dataset(rec, true)).await?;
-            return Err(Error::WrongObjectType(format!("\"{name}\" is not a table; use DROP VIEW")));
-        }
         match removed {
             Some(rec) => {
                 self.data_schema.deregister_table(&name)?;
@@ -719,7 +717,7 @@ fn external_definition(c: &datafusion::sql::parser::CreateExternalTable) -> Stri
 }
 
 impl Engine {
-    async fn create_view(&self, session: &Session, cmd: datafusion::logical_expr::CreateView, definition: String) -> Result<QueryResult> {
+    async fn create_view(&self, cmd: datafusion::logical_expr::CreateView, definition: String) -> Result<QueryResult> {
         let name = self.dataset_name(&cmd.name)?;
         let _ddl = self.ddl.lock().await;
         if let Some(existing) = self.catalog.dataset(&name) {
@@ -732,7 +730,6 @@ impl Engine {
         } else if self.data_schema.table_exist(&name) {
             return Err(Error::TableExists(name));
         }
-        let _ = session;
         let provider = Arc::new(datafusion::catalog::view::ViewTable::new(cmd.input.as_ref().clone(), Some(definition.clone())));
         let mut record = datasets::new_record(&name, buckets::PRIMARY, String::new(), "view");
         record.format = "view".into();

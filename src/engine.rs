@@ -8,6 +8,8 @@
 //! (`CREATE TABLE [AS]`, `CREATE EXTERNAL TABLE`, `DROP TABLE`) is planned by DataFusion
 //! and then carried out against the catalog; everything else runs as a DataFusion plan.
 
+mod index_ddl;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -23,7 +25,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{
-    CreateTableOptions, Expr, Set, SqlOption, Statement, Value,
+    CreateTableOptions, Expr, ObjectType, Set, SqlOption, Statement, Value,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
@@ -34,6 +36,8 @@ use crate::catalog::datasets::{self, DatasetRecord};
 use crate::catalog::procedures::{self, Procedure};
 use crate::catalog::{Catalog, buckets};
 use crate::config::Config;
+use crate::table_providers::hnsw::IndexRegistry;
+use crate::table_providers::hnsw_scan::HnswOptions;
 use crate::error::{Error, Result};
 pub use crate::session::Session;
 
@@ -101,6 +105,7 @@ pub struct Prepared {
 
 pub struct Engine {
     config: Config,
+    indexes: Arc<IndexRegistry>,
     catalog: Arc<Catalog>,
     template: SessionContext,
     data_schema: Arc<dyn SchemaProvider>,
@@ -130,8 +135,10 @@ impl Engine {
         let session_config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG_NAME, DATA_SCHEMA)
             .with_create_default_catalog_and_schema(true)
-            .with_information_schema(true);
-        let template = SessionContext::new_with_config(session_config);
+            .with_information_schema(true)
+            .with_option_extension(HnswOptions::default());
+        let indexes = Arc::new(IndexRegistry::default());
+        let template = SessionContext::new_with_state(Self::state_builder(session_config, &indexes).build());
         let catalog_provider: Arc<dyn CatalogProvider> = template
             .catalog(CATALOG_NAME)
             .ok_or_else(|| Error::Internal("default catalog missing".into()))?;
@@ -141,9 +148,19 @@ impl Engine {
         crate::table_providers::register_all(&catalog_provider, &catalog)?;
         datafusion_pg_catalog::setup_pg_catalog(&template, CATALOG_NAME, EmptyContextProvider)
             .map_err(|e| Error::from_datafusion(*e))?;
+        {
+            // pg_catalog installed its type planner (oid aliases); ours goes in front.
+            use datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner;
+            let planner = crate::udf::vector::VectorTypePlanner { fallback: Some(Arc::new(PgOidTypePlanner)) };
+            let state = template.state_ref();
+            let existing = state.read().clone();
+            *state.write() = SessionStateBuilder::new_from_existing(existing).with_type_planner(Arc::new(planner)).build();
+        }
         crate::udf::register_all(&template);
+        template.register_udtf("vector_search", Arc::new(crate::udf::vector_search::VectorSearch::new(indexes.clone())));
 
         let engine = Engine {
+            indexes,
             config,
             catalog,
             template,
@@ -154,7 +171,27 @@ impl Engine {
             executor: crate::executor::Executor::new()?,
         };
         engine.restore_datasets().await;
+        engine.restore_indexes().await;
         Ok(Arc::new(engine))
+    }
+
+    /// DataFusion with our vector type, operators, cast rewrite, index rewrite and
+    /// index scan planner.
+    fn state_builder(config: SessionConfig, indexes: &Arc<IndexRegistry>) -> SessionStateBuilder {
+        use crate::table_providers::hnsw_scan::{HnswRewrite, LakehouseQueryPlanner};
+        use crate::udf::{distance, vector, vector_ops};
+        let mut planners: Vec<Arc<dyn datafusion::logical_expr::planner::ExprPlanner>> =
+            vec![Arc::new(vector_ops::VectorOperatorPlanner::new(&distance::functions()))];
+        planners.extend(datafusion::execution::SessionStateDefaults::default_expr_planners());
+        let mut analyzer: Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> = vec![Arc::new(vector::VectorCastRewrite)];
+        analyzer.extend(datafusion::optimizer::Analyzer::new().rules);
+        SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .with_expr_planners(planners)
+            .with_analyzer_rules(analyzer)
+            .with_optimizer_rule(Arc::new(HnswRewrite::new(indexes.clone())))
+            .with_query_planner(Arc::new(LakehouseQueryPlanner::new(indexes.clone())))
     }
 
     pub fn config(&self) -> &Config {
@@ -233,6 +270,7 @@ impl Engine {
 
     /// Parse a query string into statements.
     pub fn parse(&self, sql: &str) -> Result<Vec<DFStatement>> {
+        let sql = &*crate::udf::vector_ops::rewrite_l1_operator(sql);
         let statements = DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})
             .map_err(|e| match Error::from_datafusion(e) {
                 Error::Syntax(m) => Error::Syntax(m),
@@ -314,7 +352,7 @@ impl Engine {
         let (plan, schema) = match self.command_schema(&statement) {
             Some(schema) => (None, schema),
             None => {
-                let plan = session.ctx.state().statement_to_plan(strip_options(statement.clone()).0).await?;
+                let plan = session.ctx.state().statement_to_plan(strip_options(self.vector_values(statement.clone())).0).await?;
                 let schema = match &plan {
                     LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) => None,
                     LogicalPlan::Copy(_) => None,
@@ -385,7 +423,8 @@ impl Engine {
                 | Statement::Rollback { .. }
                 | Statement::Set(_)
                 | Statement::Discard { .. }
-                | Statement::CreateIndex(_) => Some(None),
+                | Statement::CreateIndex(_)
+                | Statement::Drop { object_type: ObjectType::Index, .. } => Some(None),
                 _ => None,
             },
             _ => None,
@@ -411,18 +450,23 @@ impl Engine {
                     session.take_notices();
                     return Ok(QueryResult::command("DISCARD ALL"));
                 }
-                Statement::CreateIndex(_) => return Err(create_index_unsupported()),
+                Statement::CreateIndex(ci) => return self.create_index(session, ci).await,
+                Statement::Drop { object_type: ObjectType::Index, names, if_exists, .. } => {
+                    return self.drop_index(session, names, *if_exists).await;
+                }
                 _ => {}
             }
         }
-        let (statement_plain, bucket) = strip_options(statement.clone());
+        let (statement_plain, bucket) = strip_options(self.vector_values(statement.clone()));
         let plan = session.ctx.state().statement_to_plan(statement_plain).await?;
         self.run_plan(session, plan, &statement, bucket).await
     }
 
     async fn run_plan(&self, session: &Session, plan: LogicalPlan, statement: &DFStatement, bucket: Option<String>) -> Result<QueryResult> {
-        if let LogicalPlan::Dml(DmlStatement { op, .. }) = &plan {
+        if let LogicalPlan::Dml(DmlStatement { op, table_name, .. }) = &plan {
             if !matches!(op, WriteOp::Ctas) {
+                let target = self.dataset_name(table_name).ok();
+                let is_insert = matches!(op, WriteOp::Insert(_));
                 let tag = match op {
                     WriteOp::Insert(_) => "INSERT 0",
                     WriteOp::Delete => "DELETE",
@@ -430,6 +474,9 @@ impl Engine {
                     _ => "COPY",
                 };
                 let batches = session.ctx.execute_logical_plan(plan).await?.collect().await?;
+                if let (true, Some(t)) = (is_insert, target) {
+                    self.catch_up_indexes(Some(session), &t).await?;
+                }
                 return Ok(QueryResult::Command { tag: tag.to_string(), rows: Some(count_rows(&batches)) });
             }
         }
@@ -449,7 +496,7 @@ impl Engine {
                 self.create_view(cmd, statement.to_string()).await
             }
             LogicalPlan::Ddl(DdlStatement::DropView(cmd)) => self.drop_view(session, cmd).await,
-            LogicalPlan::Ddl(DdlStatement::CreateIndex(_)) => Err(create_index_unsupported()),
+            LogicalPlan::Ddl(DdlStatement::CreateIndex(_)) => Err(Error::NotSupported("this form of CREATE INDEX".into())),
             LogicalPlan::Copy(_) => {
                 let batches = session.ctx.execute_logical_plan(plan).await?.collect().await?;
                 Ok(QueryResult::Command { tag: "COPY".into(), rows: Some(count_rows(&batches)) })
@@ -568,6 +615,13 @@ impl Engine {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
 
         let schema = cmd.input.schema().as_arrow().clone();
+        if let Some(f) = schema.fields().iter().find(|f| matches!(f.data_type(), DataType::FixedSizeList(_, 0))) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(Error::InvalidParameter(format!(
+                "column \"{}\": type vector needs its dimension here, e.g. vector(3)",
+                f.name()
+            )));
+        }
         let is_empty = matches!(cmd.input.as_ref(), LogicalPlan::EmptyRelation(e) if !e.produce_one_row);
         let mut record = datasets::new_record(&name, &bucket_name, location.clone(), if is_empty { "create table" } else { "create table as" });
         let written = async {
@@ -601,9 +655,10 @@ impl Engine {
             }
         };
         self.data_schema.deregister_table(&name)?;
-        self.data_schema.register_table(name, provider)?;
+        self.data_schema.register_table(name.clone(), provider)?;
         if let Some(old) = replaced {
             datasets::remove_files(&old);
+            self.drop_indexes_of(&name).await?;
         }
         Ok(if is_empty {
             QueryResult::command("CREATE TABLE")
@@ -668,6 +723,7 @@ impl Engine {
             Some(rec) => {
                 self.data_schema.deregister_table(&name)?;
                 datasets::remove_files(&rec);
+                self.drop_indexes_of(&name).await?;
             }
             None if self.data_schema.table_exist(&name) => {
                 // A view or other in-memory table: not in the catalog.
@@ -763,13 +819,6 @@ impl Engine {
     }
 }
 
-fn create_index_unsupported() -> Error {
-    Error::NotSupported(
-        "CREATE INDEX in this release (vector indexes USING hnsw / ivf_pq are planned; see README \"Status\")"
-            .into(),
-    )
-}
-
 fn ddl_tag(name: &str) -> String {
     // DataFusion's DdlStatement::name() is CamelCase ("CreateView"); PostgreSQL tags
     // are words ("CREATE VIEW").
@@ -838,6 +887,53 @@ fn setting_value(e: &Expr) -> Result<String> {
             Ok(format!("-{}", setting_value(expr)?))
         }
         other => Err(Error::invalid(format!("setting values must be literals; got {other}"))),
+    }
+}
+
+impl Engine {
+    /// `INSERT INTO t VALUES (…, '[1,2,3]')`: DataFusion checks VALUES against the
+    /// table's types before our cast rewrite runs, and Arrow cannot cast text to a
+    /// list, so text literals bound for vector columns become `vector('…')` here.
+    fn vector_values(&self, statement: DFStatement) -> DFStatement {
+        let DFStatement::Statement(mut s) = statement else { return statement };
+        if let Statement::Insert(ins) = s.as_mut() {
+            let datafusion::sql::sqlparser::ast::TableObject::TableName(name) = &ins.table else {
+                return DFStatement::Statement(s);
+            };
+            let Ok(table) = self.dataset_name(&TableReference::from(name.to_string())) else {
+                return DFStatement::Statement(s);
+            };
+            let Some(schema) = self.catalog.dataset(&table).and_then(|r| r.arrow_schema().ok().flatten()) else {
+                return DFStatement::Statement(s);
+            };
+            let targets: Vec<String> = if ins.columns.is_empty() {
+                schema.fields().iter().map(|f| f.name().clone()).collect()
+            } else {
+                ins.columns.iter().map(|c| c.to_string().trim_matches('"').to_string()).collect()
+            };
+            let is_vector: Vec<bool> = targets
+                .iter()
+                .map(|c| schema.field_with_name(c).is_ok_and(|f| crate::udf::vector::vector_dims_of(f.data_type()).is_some()))
+                .collect();
+            if let Some(q) = ins.source.as_mut() {
+                if let datafusion::sql::sqlparser::ast::SetExpr::Values(values) = q.body.as_mut() {
+                    for row in values.rows.iter_mut() {
+                        for (i, e) in row.content.iter_mut().enumerate() {
+                            if is_vector.get(i).copied().unwrap_or(false) && matches!(e, Expr::Value(v) if matches!(v.value, Value::SingleQuotedString(_))) {
+                                let call = format!("vector({e})");
+                                if let Ok(parsed) = datafusion::sql::sqlparser::parser::Parser::new(&PostgreSqlDialect {})
+                                    .try_with_sql(&call)
+                                    .and_then(|mut p| p.parse_expr())
+                                {
+                                    *e = parsed;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        DFStatement::Statement(s)
     }
 }
 

@@ -31,10 +31,13 @@ pub enum Error {
     InvalidParameter(String),
     #[error("unrecognized configuration parameter \"{0}\"")]
     UnknownSetting(String),
-    #[error("expected a vector of {expected} dimensions, got {got}")]
+    #[error("expected {expected} dimensions, not {got}")]
     DimensionMismatch { expected: usize, got: usize },
     #[error("{0}")]
     DataException(String),
+    /// Malformed text for a typed value (`'[1,2'::vector`).
+    #[error("{0}")]
+    InvalidText(String),
     #[error("{0}")]
     DependentObjects(String),
     #[error("{0}")]
@@ -83,6 +86,7 @@ impl Error {
             Error::InvalidParameter(_) => "22023",
             Error::UnknownSetting(_) => "42704",
             Error::DimensionMismatch { .. } | Error::DataException(_) => "22000",
+            Error::InvalidText(_) => "22P02",
             Error::DependentObjects(_) => "2BP01",
             Error::WrongObjectType(_) => "42809",
             Error::PermissionDenied(_) => "42501",
@@ -239,6 +243,7 @@ mod tests {
             Error::UnknownSetting("s".into()),
             Error::DimensionMismatch { expected: 3, got: 2 },
             Error::DataException("d".into()),
+            Error::InvalidText("t".into()),
             Error::DependentObjects("d".into()),
             Error::WrongObjectType("w".into()),
             Error::PermissionDenied("p".into()),

@@ -42,6 +42,13 @@ pub const DEFAULTS: &[(&str, &str, &str)] = &[
     ("transaction_read_only", "off", "current transaction is read-only"),
 ];
 
+/// DataFusion's defaults plus our config extensions.
+pub fn default_options() -> datafusion::config::ConfigOptions {
+    let mut o = datafusion::config::ConfigOptions::default();
+    o.extensions.insert(crate::table_providers::hnsw_scan::HnswOptions::default());
+    o
+}
+
 pub struct Session {
     pub id: String,
     pub user: String,
@@ -81,14 +88,26 @@ impl Session {
         std::mem::take(&mut *self.notices.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// Settings kept in DataFusion's config: its own and our extensions (`hnsw.*`).
     fn is_datafusion(name: &str) -> bool {
-        name.starts_with("datafusion.")
+        name.starts_with("datafusion.") || name.starts_with("hnsw.")
     }
 
     /// `SET name = value`.
     pub fn set(&self, name: &str, value: &str) -> Result<()> {
         let name = canonical(name);
         if Self::is_datafusion(&name) {
+            if name == "hnsw.ef_search" {
+                let max = crate::table_providers::hnsw_scan::EF_SEARCH_MAX;
+                match value.trim().parse::<i64>() {
+                    Ok(n) if n >= 1 && n as usize <= max => {}
+                    _ => {
+                        return Err(Error::InvalidParameter(format!(
+                            "invalid value for parameter \"hnsw.ef_search\": \"{value}\"; it takes an integer between 1 and {max}"
+                        )));
+                    }
+                }
+            }
             let state = self.ctx.state_ref();
             let mut state = state.write();
             return state
@@ -118,6 +137,9 @@ impl Session {
     /// `SHOW name`.
     pub fn get(&self, name: &str) -> Result<String> {
         let name = canonical(name);
+        if name == "hnsw.ef_search" {
+            return Ok(crate::table_providers::hnsw_scan::ef_search(self.ctx.state().config_options()).to_string());
+        }
         if Self::is_datafusion(&name) {
             let state = self.ctx.state();
             return state
@@ -149,11 +171,15 @@ impl Session {
                 vars.clear();
                 let state = self.ctx.state_ref();
                 let mut state = state.write();
-                *state.config_mut().options_mut() = datafusion::config::ConfigOptions::default();
+                *state.config_mut().options_mut() = default_options();
                 Ok(())
             }
+            Some(n) if n == "hnsw.ef_search" => {
+                drop(vars);
+                self.set(&n, &crate::table_providers::hnsw_scan::HnswOptions::default().ef_search.to_string())
+            }
             Some(n) if Self::is_datafusion(&n) => {
-                let default = datafusion::config::ConfigOptions::default()
+                let default = default_options()
                     .entries()
                     .into_iter()
                     .find(|e| e.key == n)
@@ -179,6 +205,13 @@ impl Session {
         for (n, v) in self.vars.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             out.entry(n.clone()).or_insert_with(|| (String::new(), "custom".into())).0 = v.clone();
         }
+        out.insert(
+            "hnsw.ef_search".into(),
+            (
+                crate::table_providers::hnsw_scan::ef_search(self.ctx.state().config_options()).to_string(),
+                "candidates kept per HNSW index search (higher: better recall, slower)".into(),
+            ),
+        );
         out.into_iter().map(|(n, (v, d))| (n, v, d)).collect()
     }
 

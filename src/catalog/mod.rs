@@ -10,6 +10,7 @@
 
 pub mod buckets;
 pub mod datasets;
+pub mod indexes;
 pub mod procedures;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,9 @@ pub struct CatalogState {
     pub buckets: BTreeMap<String, BucketRecord>,
     #[serde(default)]
     pub datasets: BTreeMap<String, DatasetRecord>,
+    /// Added in #3; older catalogs have none.
+    #[serde(default)]
+    pub indexes: BTreeMap<String, indexes::IndexRecord>,
 }
 
 pub struct Catalog {

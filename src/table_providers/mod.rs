@@ -1,6 +1,8 @@
 //! Table providers: system tables in schema `lakehouse` (later: MySQL, Postgres, Lance,
 //! HNSW index scan). `register_all` installs everything this folder provides.
 
+pub mod hnsw;
+pub mod hnsw_scan;
 pub mod system;
 
 use std::sync::Arc;

@@ -1,11 +1,11 @@
-//! System tables (`lakehouse.buckets`, `lakehouse.datasets`): computed from the live
+//! System tables (`lakehouse.buckets`, `lakehouse.datasets`, `lakehouse.indexes`): computed from the live
 //! catalog at scan time, so they always show the current state.
 
 use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, BooleanArray, StringArray};
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
@@ -83,6 +83,48 @@ pub fn tables(catalog: &Arc<Catalog>) -> Vec<SystemTable> {
                     Arc::new(BooleanArray::from(d.iter().map(|d| d.owned).collect::<Vec<_>>())),
                     strings(d.iter().map(|d| Some(d.source.clone()))),
                     strings(d.iter().map(|d| Some(d.created_at.clone()))),
+                ])
+            }),
+        },
+        SystemTable {
+            name: "indexes",
+            schema: Arc::new(Schema::new(vec![
+                text("name"),
+                text("table"),
+                text("column"),
+                text("method"),
+                text("metric"),
+                text("params"),
+                Field::new("rows", DataType::Int64, false),
+                Field::new("dims", DataType::Int64, false),
+                text("bucket"),
+                Field::new("build_secs", DataType::Float64, false),
+                Field::new("size_bytes", DataType::Int64, false),
+                text("built_at"),
+                text("updated_at"),
+                text("location"),
+            ])),
+            catalog: catalog.clone(),
+            produce: Arc::new(|s| {
+                let ix: Vec<_> = s.indexes.values().collect();
+                let ints = |f: &dyn Fn(&crate::catalog::indexes::IndexRecord) -> i64| -> ArrayRef {
+                    Arc::new(Int64Array::from(ix.iter().map(|i| f(i)).collect::<Vec<_>>()))
+                };
+                Ok(vec![
+                    strings(ix.iter().map(|i| Some(i.name.clone()))),
+                    strings(ix.iter().map(|i| Some(i.table.clone()))),
+                    strings(ix.iter().map(|i| Some(i.column.clone()))),
+                    strings(ix.iter().map(|i| Some(i.method.clone()))),
+                    strings(ix.iter().map(|i| Some(i.metric.opclass().to_string()))),
+                    strings(ix.iter().map(|i| Some(i.params()))),
+                    ints(&|i| i.rows as i64),
+                    ints(&|i| i.dims as i64),
+                    strings(ix.iter().map(|i| Some(i.bucket.clone()))),
+                    Arc::new(Float64Array::from(ix.iter().map(|i| i.build_secs).collect::<Vec<_>>())),
+                    ints(&|i| i.size_bytes as i64),
+                    strings(ix.iter().map(|i| Some(i.built_at.clone()))),
+                    strings(ix.iter().map(|i| i.updated_at.clone())),
+                    strings(ix.iter().map(|i| Some(i.location.clone()))),
                 ])
             }),
         },

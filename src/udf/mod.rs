@@ -1,7 +1,12 @@
 //! Scalar functions and table functions. `register_all` is the whole SQL function
-//! surface this folder adds (later: distances, embed, vector_search, gpu_vram, …).
+//! surface this folder adds: version/psql helpers, the vector type and distances
+//! (vector_search is registered by the engine, which owns the index registry).
 
+pub mod distance;
 pub mod psql_compat;
+pub mod vector;
+pub mod vector_ops;
+pub mod vector_search;
 pub mod version;
 
 use datafusion::prelude::SessionContext;
@@ -9,6 +14,18 @@ use datafusion::prelude::SessionContext;
 pub fn register_all(ctx: &SessionContext) {
     ctx.register_udf(version::version_udf());
     for f in psql_compat::functions() {
+        ctx.register_udf(f);
+    }
+    // DataFusion ships array functions named inner_product and cosine_distance (with
+    // aliases). Sessions are built by re-registering every function of the template
+    // in hash order, so a leftover alias would put DataFusion's back under our name
+    // at random: remove them with all their aliases first.
+    let ours: Vec<datafusion::logical_expr::ScalarUDF> =
+        std::iter::once(vector::vector_udf()).chain(distance::functions()).collect();
+    for f in &ours {
+        ctx.deregister_udf(f.name());
+    }
+    for f in ours {
         ctx.register_udf(f);
     }
 }

@@ -1,0 +1,334 @@
+//! `CREATE INDEX … USING hnsw`, `DROP INDEX`, keeping indexes current after `INSERT`,
+//! and loading them on start.
+//!
+//! Builds and appends run on blocking threads; their progress lines become NOTICEs
+//! (sent while the statement runs), and dropping the statement's future (a
+//! CancelRequest, a closed connection) stops a build at its next chunk.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use datafusion::common::TableReference;
+use datafusion::sql::sqlparser::ast::{self, BinaryOperator, CreateIndex, ObjectName, Value};
+
+use super::{Engine, QueryResult, Session};
+use crate::catalog::indexes::{self, IndexRecord, unknown_index};
+use crate::catalog::datasets::{self, DatasetRecord};
+use crate::error::{Error, Result};
+use crate::table_providers::hnsw::{self, HnswIndex, TableRows};
+use crate::udf::distance::Metric;
+use crate::udf::vector::vector_dims_of;
+
+/// Sets its flag when dropped: the blocking work watching it stops.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Run `work` on a blocking thread, turning its progress lines into NOTICEs as they
+/// come. `work` gets the progress sink and the cancel flag.
+async fn run_blocking_with_progress<T: Send + 'static>(
+    session: &Session,
+    work: impl FnOnce(&(dyn Fn(String) + Sync), &AtomicBool) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _guard = CancelOnDrop(cancel.clone());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let flag = cancel.clone();
+    let mut job = tokio::task::spawn_blocking(move || {
+        let tx = std::sync::Mutex::new(tx);
+        let progress = move |s: String| {
+            let _ = tx.lock().unwrap_or_else(|p| p.into_inner()).send(s);
+        };
+        work(&progress, &flag)
+    });
+    loop {
+        tokio::select! {
+            Some(line) = rx.recv() => session.notice(line),
+            r = &mut job => {
+                while let Ok(line) = rx.try_recv() {
+                    session.notice(line);
+                }
+                return r.map_err(|e| Error::Internal(format!("index task failed: {e}")))?;
+            }
+        }
+    }
+}
+
+struct HnswParams {
+    m: usize,
+    ef_construction: usize,
+}
+
+fn with_params(with: &[ast::Expr]) -> Result<HnswParams> {
+    let mut p = HnswParams { m: 16, ef_construction: 64 };
+    for e in with {
+        let (key, value) = match e {
+            ast::Expr::BinaryOp { left, op: BinaryOperator::Eq, right } => (left.to_string().to_lowercase(), right.as_ref()),
+            other => return Err(Error::Syntax(format!("expected name = value in WITH (…), got {other}"))),
+        };
+        let n = match value {
+            ast::Expr::Value(v) => match &v.value {
+                Value::Number(n, _) => n.parse::<i64>().ok(),
+                Value::SingleQuotedString(s) => s.parse::<i64>().ok(),
+                _ => None,
+            },
+            _ => None,
+        }
+        .ok_or_else(|| Error::InvalidParameter(format!("invalid value for parameter \"{key}\": \"{value}\"")))?;
+        let check = |lo: i64, hi: i64| {
+            if n < lo || n > hi {
+                Err(Error::InvalidParameter(format!("value {n} out of bounds for option \"{key}\"; valid values are between {lo} and {hi}")))
+            } else {
+                Ok(n as usize)
+            }
+        };
+        match key.as_str() {
+            "m" => p.m = check(2, 100)?,
+            "ef_construction" => p.ef_construction = check(4, 1000)?,
+            "model" => return Err(Error::NotSupported("text indexes (WITH (model = …)) until embeddings land".into())),
+            other => return Err(Error::InvalidParameter(format!("unrecognized parameter \"{other}\"; hnsw takes m and ef_construction"))),
+        }
+    }
+    if p.ef_construction < 2 * p.m {
+        return Err(Error::InvalidParameter(format!(
+            "ef_construction ({}) must be greater than or equal to 2 * m ({})",
+            p.ef_construction, p.m
+        )));
+    }
+    Ok(p)
+}
+
+fn opclass_metric(opclass: Option<&ObjectName>) -> Result<Metric> {
+    let name = opclass.map(|o| o.to_string().to_lowercase()).unwrap_or_else(|| "vector_l2_ops".into());
+    match name.as_str() {
+        "vector_l2_ops" => Ok(Metric::L2),
+        "vector_cosine_ops" => Ok(Metric::Cosine),
+        "vector_ip_ops" => Ok(Metric::Ip),
+        "vector_l1_ops" => Err(Error::NotSupported("hnsw indexes with vector_l1_ops".into())),
+        other => Err(Error::UndefinedObject(format!(
+            "operator class \"{other}\" does not exist for access method \"hnsw\"; use vector_l2_ops, vector_cosine_ops or vector_ip_ops"
+        ))),
+    }
+}
+
+/// Read a table's files and the vector column, for a build or a load.
+fn table_rows(rec: &DatasetRecord, files: &[String], column: &str, dims: usize) -> Result<(TableRows, Vec<indexes::CoveredFile>)> {
+    let dir = datasets::local_dir(&rec.location).ok_or_else(|| Error::NotSupported(format!("indexes on {}", rec.location)))?;
+    let schema = rec.arrow_schema()?.ok_or_else(|| Error::Internal(format!("dataset {} has no schema", rec.name)))?;
+    let (batch, covered) = hnsw::read_files(&dir, files, &schema)?;
+    Ok((TableRows::new(batch, column, dims)?, covered))
+}
+
+impl Engine {
+    pub(super) async fn create_index(&self, session: &Session, ci: &CreateIndex) -> Result<QueryResult> {
+        let method = ci.using.as_ref().map(|u| u.to_string().to_lowercase()).unwrap_or_else(|| "btree".into());
+        if method != "hnsw" {
+            return Err(Error::NotSupported(format!(
+                "index method {method}; lakehouse builds vector indexes: CREATE INDEX … USING hnsw (col vector_l2_ops)"
+            )));
+        }
+        if ci.unique {
+            return Err(Error::NotSupported("unique hnsw indexes".into()));
+        }
+        if ci.predicate.is_some() {
+            return Err(Error::NotSupported("partial indexes (CREATE INDEX … WHERE)".into()));
+        }
+        let table = self.dataset_name(&TableReference::from(ci.table_name.to_string()))?;
+        let [col] = ci.columns.as_slice() else {
+            return Err(Error::NotSupported("hnsw indexes on more than one column".into()));
+        };
+        let column = match &col.column.expr {
+            ast::Expr::Identifier(i) => if i.quote_style.is_some() { i.value.clone() } else { i.value.to_lowercase() },
+            other => return Err(Error::NotSupported(format!("indexes on expressions ({other})"))),
+        };
+        let metric = opclass_metric(col.operator_class.as_ref())?;
+        let params = with_params(&ci.with)?;
+        let name = match &ci.name {
+            Some(n) => n.0.last().map(|p| p.to_string()).unwrap_or_default().trim_matches('"').to_string(),
+            None => format!("{table}_{column}_idx"),
+        };
+        crate::catalog::buckets::validate_name("index", &name)?;
+
+        let _ddl = self.ddl.lock().await;
+        if self.catalog.index(&name).is_some() || self.catalog.dataset(&name).is_some() {
+            if ci.if_not_exists {
+                session.notice(format!("relation \"{name}\" already exists, skipping"));
+                return Ok(QueryResult::command("CREATE INDEX"));
+            }
+            return Err(Error::TableExists(name));
+        }
+        let rec = self.catalog.dataset(&table).ok_or_else(|| Error::TableNotFound(table.clone()))?;
+        if !rec.owned {
+            return Err(Error::NotSupported(format!(
+                "indexes on {} (only tables created in lakehouse can be indexed; CREATE TABLE … AS SELECT it first)",
+                if rec.is_view() { "views" } else { "external tables" }
+            )));
+        }
+        let schema = rec.arrow_schema()?.ok_or_else(|| Error::Internal(format!("dataset {table} has no schema")))?;
+        let field = schema
+            .field_with_name(&column)
+            .map_err(|_| Error::ColumnNotFound(format!("\"{column}\" does not exist in {table}")))?;
+        let dims = vector_dims_of(field.data_type()).ok_or_else(|| {
+            Error::UndefinedObject(format!(
+                "data type {} of column \"{column}\" has no operator class for access method \"hnsw\"; index a vector(n) column",
+                field.data_type()
+            ))
+        })?;
+        let bucket = self.catalog.bucket(&rec.bucket)?;
+        let record = IndexRecord {
+            name: name.clone(),
+            table: table.clone(),
+            column: column.clone(),
+            method: "hnsw".into(),
+            metric,
+            m: params.m,
+            ef_construction: params.ef_construction,
+            dims,
+            rows: 0,
+            bucket: rec.bucket.clone(),
+            location: indexes::new_location(&bucket.url, &name),
+            files: vec![],
+            ip_shift: 0.0,
+            build_secs: 0.0,
+            size_bytes: 0,
+            built_at: String::new(),
+            updated_at: None,
+        };
+        let location = record.location.clone();
+        let built = run_blocking_with_progress(session, move |progress, cancel| {
+            let dir = datasets::local_dir(&rec.location).ok_or_else(|| Error::NotSupported(rec.location.clone()))?;
+            let files = hnsw::list_parquet_files(&dir)?;
+            let (rows, covered) = table_rows(&rec, &files, &column, dims)?;
+            progress(format!("hnsw: building {name} over {} rows (m = {}, ef_construction = {})", rows.len(), params.m, params.ef_construction));
+            HnswIndex::build(record, rows, covered, progress, cancel)
+        })
+        .await;
+        let index = match built {
+            Ok(i) => i,
+            Err(e) => {
+                indexes::remove_files(&location);
+                return Err(e);
+            }
+        };
+        let final_record = index.record();
+        let catalog = self.catalog.clone();
+        let r = final_record.clone();
+        if let Err(e) = crate::catalog::blocking(move || catalog.add_index(r)).await {
+            indexes::remove_files(&location);
+            return Err(e);
+        }
+        session.notice(format!(
+            "hnsw: {} built over {} rows in {:.2} s",
+            final_record.name, final_record.rows, final_record.build_secs
+        ));
+        self.indexes.insert(Arc::new(index));
+        Ok(QueryResult::command("CREATE INDEX"))
+    }
+
+    pub(super) async fn drop_index(&self, session: &Session, names: &[ObjectName], if_exists: bool) -> Result<QueryResult> {
+        let _ddl = self.ddl.lock().await;
+        for n in names {
+            let name = n.0.last().map(|p| p.to_string()).unwrap_or_default().trim_matches('"').to_string();
+            let catalog = self.catalog.clone();
+            let nn = name.clone();
+            match crate::catalog::blocking(move || catalog.remove_index(&nn)).await? {
+                Some(rec) => {
+                    self.indexes.remove(&name);
+                    indexes::remove_files(&rec.location);
+                }
+                None if if_exists => session.notice(format!("index \"{name}\" does not exist, skipping")),
+                None => return Err(unknown_index(&name)),
+            }
+        }
+        Ok(QueryResult::command("DROP INDEX"))
+    }
+
+    /// The table is gone (DROP TABLE, CREATE OR REPLACE): so are its indexes.
+    pub(super) async fn drop_indexes_of(&self, table: &str) -> Result<()> {
+        let catalog = self.catalog.clone();
+        let t = table.to_string();
+        for rec in crate::catalog::blocking(move || catalog.remove_indexes_on(&t)).await? {
+            self.indexes.remove(&rec.name);
+            indexes::remove_files(&rec.location);
+        }
+        Ok(())
+    }
+
+    /// Add the table's files an index does not cover yet (after INSERT, or found on
+    /// start after a crash between an INSERT and its index update).
+    pub(super) async fn catch_up_indexes(&self, session: Option<&Session>, table: &str) -> Result<()> {
+        for index in self.indexes.on_table(table) {
+            let Some(rec) = self.catalog.dataset(table) else { return Ok(()) };
+            let ir = index.record();
+            let dir = datasets::local_dir(&rec.location).ok_or_else(|| Error::NotSupported(rec.location.clone()))?;
+            let bucket = self.catalog.bucket(&ir.bucket)?;
+            let new_location = indexes::new_location(&bucket.url, &ir.name);
+            let idx = index.clone();
+            let loc = new_location.clone();
+            let work = move |progress: &(dyn Fn(String) + Sync), _cancel: &AtomicBool| -> Result<Option<IndexRecord>> {
+                let covered: std::collections::HashSet<String> = ir.files.iter().map(|f| f.name.clone()).collect();
+                let new_files: Vec<String> = hnsw::list_parquet_files(&dir)?.into_iter().filter(|f| !covered.contains(f)).collect();
+                if new_files.is_empty() {
+                    return Ok(None);
+                }
+                let schema = rec.arrow_schema()?.ok_or_else(|| Error::Internal("no schema".into()))?;
+                let (batch, files) = hnsw::read_files(&dir, &new_files, &schema)?;
+                idx.append(batch, files, loc, progress).map(Some)
+            };
+            let appended = match session {
+                Some(s) => run_blocking_with_progress(s, work).await,
+                None => tokio::task::spawn_blocking(move || work(&|line: String| tracing::info!("{line}"), &AtomicBool::new(false)))
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))?,
+            };
+            match appended {
+                Ok(Some(new_rec)) => {
+                    let catalog = self.catalog.clone();
+                    let old = crate::catalog::blocking(move || catalog.replace_index(new_rec)).await?;
+                    indexes::remove_files(&old.location);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    indexes::remove_files(&new_location);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Load every index in the catalog (no rebuild), then add rows written after it.
+    pub(super) async fn restore_indexes(&self) {
+        let snapshot = self.catalog.snapshot();
+        for ir in snapshot.indexes.values() {
+            let Some(rec) = snapshot.datasets.get(&ir.table).cloned() else {
+                tracing::warn!("index {} is on a missing table {}; skipped", ir.name, ir.table);
+                continue;
+            };
+            let ir2 = ir.clone();
+            let loaded = tokio::task::spawn_blocking(move || {
+                let started = std::time::Instant::now();
+                let files: Vec<String> = ir2.files.iter().map(|f| f.name.clone()).collect();
+                let (rows, _) = table_rows(&rec, &files, &ir2.column, ir2.dims)?;
+                let index = HnswIndex::load(ir2, rows)?;
+                Ok::<_, Error>((index, started.elapsed()))
+            })
+            .await;
+            match loaded {
+                Ok(Ok((index, took))) => {
+                    tracing::info!("index {} loaded from {} ({} rows) in {:.2?}, no rebuild", ir.name, ir.location, ir.rows, took);
+                    self.indexes.insert(Arc::new(index));
+                    if let Err(e) = self.catch_up_indexes(None, &ir.table).await {
+                        tracing::warn!("index {}: adding new rows failed: {e}", ir.name);
+                    }
+                }
+                Ok(Err(e)) => tracing::warn!("index {} could not be loaded and is not used: {e}", ir.name),
+                Err(e) => tracing::warn!("index {} could not be loaded and is not used: {e}", ir.name),
+            }
+        }
+    }
+}

@@ -1,0 +1,458 @@
+//! Distance kernels and pgvector's vector functions: `l2_distance`, `cosine_distance`,
+//! `inner_product`, `negative_inner_product`, `l1_distance`, `vector_dims`,
+//! `vector_norm`, `l2_normalize`.
+//!
+//! Kernels sum into [`LANES`] independent accumulators over fixed-size chunks, so the
+//! compiler turns the inner loop into SIMD adds/multiplies without needing to reorder
+//! float additions (which it may not do on its own). `naive` holds the plain loops the
+//! benchmark compares against (`lakehouse bench vectors`).
+//!
+//! Like pgvector, sums are taken in f32 and results returned as double precision.
+//! Unlike pgvector (which returns NaN), the cosine distance involving a zero vector is
+//! NULL: the angle is undefined, and NULL sorts last instead of poisoning comparisons.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Float64Array, Int32Array};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{DataFusionError, ScalarValue};
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+
+use super::vector::{Vectors, build_vectors, is_vector_like, vector_scalar, vector_type};
+use crate::error::Error;
+
+type DfResult<T> = datafusion::error::Result<T>;
+
+pub const LANES: usize = 16;
+
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; LANES];
+    let (ac, ar) = a.as_chunks::<LANES>();
+    let (bc, br) = b.as_chunks::<LANES>();
+    for (x, y) in ac.iter().zip(bc) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (x, y) in ar.iter().zip(br) {
+        s += x * y;
+    }
+    s
+}
+
+#[inline]
+pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; LANES];
+    let (ac, ar) = a.as_chunks::<LANES>();
+    let (bc, br) = b.as_chunks::<LANES>();
+    for (x, y) in ac.iter().zip(bc) {
+        for l in 0..LANES {
+            let d = x[l] - y[l];
+            acc[l] += d * d;
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (x, y) in ar.iter().zip(br) {
+        let d = x - y;
+        s += d * d;
+    }
+    s
+}
+
+#[inline]
+pub fn l1(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; LANES];
+    let (ac, ar) = a.as_chunks::<LANES>();
+    let (bc, br) = b.as_chunks::<LANES>();
+    for (x, y) in ac.iter().zip(bc) {
+        for l in 0..LANES {
+            acc[l] += (x[l] - y[l]).abs();
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (x, y) in ar.iter().zip(br) {
+        s += (x - y).abs();
+    }
+    s
+}
+
+#[inline]
+pub fn norm_squared(a: &[f32]) -> f32 {
+    dot(a, a)
+}
+
+/// `(a·b, |a|², |b|²)` in one pass.
+#[inline]
+pub fn cosine_parts(a: &[f32], b: &[f32]) -> (f32, f32, f32) {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let (mut d, mut na, mut nb) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
+    let (ac, ar) = a.as_chunks::<LANES>();
+    let (bc, br) = b.as_chunks::<LANES>();
+    for (x, y) in ac.iter().zip(bc) {
+        for l in 0..LANES {
+            d[l] += x[l] * y[l];
+            na[l] += x[l] * x[l];
+            nb[l] += y[l] * y[l];
+        }
+    }
+    let (mut sd, mut sa, mut sb): (f32, f32, f32) = (d.iter().sum(), na.iter().sum(), nb.iter().sum());
+    for (x, y) in ar.iter().zip(br) {
+        sd += x * y;
+        sa += x * x;
+        sb += y * y;
+    }
+    (sd, sa, sb)
+}
+
+/// Cosine distance, None when either vector is zero.
+#[inline]
+pub fn cosine_distance(a: &[f32], b: &[f32]) -> Option<f64> {
+    let (d, na, nb) = cosine_parts(a, b);
+    if na == 0.0 || nb == 0.0 {
+        return None;
+    }
+    let sim = d as f64 / ((na as f64) * (nb as f64)).sqrt();
+    // Rounding can push |sim| past 1.
+    Some(1.0 - sim.clamp(-1.0, 1.0))
+}
+
+/// The plain loops, for the benchmark's baseline.
+pub mod naive {
+    pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let mut s = 0.0;
+        for i in 0..a.len() {
+            s += a[i] * b[i];
+        }
+        s
+    }
+
+    pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+        let mut s = 0.0;
+        for i in 0..a.len() {
+            s += (a[i] - b[i]) * (a[i] - b[i]);
+        }
+        s
+    }
+}
+
+// ------------------------------------------------------------------- metrics
+
+/// A distance between two vectors, as the SQL functions and indexes name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    L2,
+    Cosine,
+    /// Negative inner product (pgvector's `<#>`), smaller is closer.
+    Ip,
+    L1,
+}
+
+impl Metric {
+    /// The SQL function computing this metric as "smaller is closer".
+    pub fn function(self) -> &'static str {
+        match self {
+            Metric::L2 => "l2_distance",
+            Metric::Cosine => "cosine_distance",
+            Metric::Ip => "negative_inner_product",
+            Metric::L1 => "l1_distance",
+        }
+    }
+
+    pub fn from_function(name: &str) -> Option<Metric> {
+        Some(match name {
+            "l2_distance" => Metric::L2,
+            "cosine_distance" => Metric::Cosine,
+            "negative_inner_product" => Metric::Ip,
+            "l1_distance" => Metric::L1,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::L2 => "l2",
+            Metric::Cosine => "cosine",
+            Metric::Ip => "ip",
+            Metric::L1 => "l1",
+        }
+    }
+
+    /// pgvector's operator class name.
+    pub fn opclass(self) -> &'static str {
+        match self {
+            Metric::L2 => "vector_l2_ops",
+            Metric::Cosine => "vector_cosine_ops",
+            Metric::Ip => "vector_ip_ops",
+            Metric::L1 => "vector_l1_ops",
+        }
+    }
+
+    /// The distance as SQL reports it.
+    #[inline]
+    pub fn eval(self, a: &[f32], b: &[f32]) -> Option<f64> {
+        match self {
+            Metric::L2 => Some((l2_squared(a, b) as f64).sqrt()),
+            Metric::Cosine => cosine_distance(a, b),
+            Metric::Ip => Some(-(dot(a, b) as f64)),
+            Metric::L1 => Some(l1(a, b) as f64),
+        }
+    }
+}
+
+// ------------------------------------------------------------------- binary functions
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Binary {
+    Metric(Metric),
+    InnerProduct,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct DistanceFn {
+    name: &'static str,
+    op: Binary,
+    signature: Signature,
+}
+
+fn vector_arg_type(t: &DataType, fname: &str) -> DfResult<DataType> {
+    if is_vector_like(t) || matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null) {
+        Ok(t.clone())
+    } else {
+        Err(Error::UnknownFunction(format!(
+            "function {fname}({t}) does not exist; its arguments must be vectors (vector(n), real[] or '[1,2,3]')"
+        ))
+        .into_datafusion())
+    }
+}
+
+/// Constant arguments (text or array literals) become vector literals at planning
+/// time, so they are parsed once and the index rewrite can read them.
+fn literal_to_vector(e: Expr) -> DfResult<Expr> {
+    match e {
+        Expr::Literal(s, meta) if !s.is_null() && !matches!(s, ScalarValue::FixedSizeList(_)) => {
+            let rows = Vectors::from_array(&s.to_array_of_size(1)?).map_err(Error::into_datafusion)?;
+            match rows.get(0) {
+                Some(v) => {
+                    super::vector::check_values(v).map_err(Error::into_datafusion)?;
+                    Ok(Expr::Literal(vector_scalar(v), meta))
+                }
+                None => Ok(Expr::Literal(s, meta)),
+            }
+        }
+        other => Ok(other),
+    }
+}
+
+fn dims_mismatch(a: usize, b: usize) -> DataFusionError {
+    Error::DataException(format!("different vector dimensions {a} and {b}")).into_datafusion()
+}
+
+impl ScalarUDFImpl for DistanceFn {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        if arg_types.len() != 2 {
+            return Err(Error::UnknownFunction(format!("{} takes two vectors", self.name)).into_datafusion());
+        }
+        arg_types.iter().map(|t| vector_arg_type(t, self.name)).collect()
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Float64)
+    }
+
+    fn simplify(&self, args: Vec<Expr>, _info: &SimplifyContext) -> DfResult<ExprSimplifyResult> {
+        if !args.iter().any(|a| matches!(a, Expr::Literal(s, _) if !s.is_null() && !matches!(s, ScalarValue::FixedSizeList(_)))) {
+            return Ok(ExprSimplifyResult::Original(args));
+        }
+        let args = args.into_iter().map(literal_to_vector).collect::<DfResult<Vec<_>>>()?;
+        Ok(ExprSimplifyResult::Simplified(Expr::ScalarFunction(
+            datafusion::logical_expr::expr::ScalarFunction::new_udf(Arc::new(ScalarUDF::new_from_impl(DistanceFn {
+                name: self.name,
+                op: self.op,
+                signature: self.signature.clone(),
+            })), args),
+        )))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let a = Vectors::from_columnar(&args.args[0]).map_err(Error::into_datafusion)?;
+        let b = Vectors::from_columnar(&args.args[1]).map_err(Error::into_datafusion)?;
+        let n = if scalar { 1 } else { args.number_rows };
+        let (a1, b1) = (a.len() == 1 && n > 1, b.len() == 1 && n > 1);
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let x = a.get(if a1 { 0 } else { i });
+            let y = b.get(if b1 { 0 } else { i });
+            let v = match (x, y) {
+                (Some(x), Some(y)) => {
+                    if x.len() != y.len() {
+                        return Err(dims_mismatch(x.len(), y.len()));
+                    }
+                    match self.op {
+                        Binary::Metric(m) => m.eval(x, y),
+                        Binary::InnerProduct => Some(dot(x, y) as f64),
+                    }
+                }
+                _ => None,
+            };
+            out.push(v);
+        }
+        let arr = Float64Array::from(out);
+        if scalar {
+            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&arr, 0)?))
+        } else {
+            Ok(ColumnarValue::Array(Arc::new(arr)))
+        }
+    }
+}
+
+fn binary(name: &'static str, op: Binary) -> ScalarUDF {
+    ScalarUDF::new_from_impl(DistanceFn { name, op, signature: Signature::user_defined(Volatility::Immutable) })
+}
+
+// ------------------------------------------------------------------- unary functions
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Unary {
+    Dims,
+    Norm,
+    Normalize,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct UnaryFn {
+    name: &'static str,
+    op: Unary,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for UnaryFn {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        if arg_types.len() != 1 {
+            return Err(Error::UnknownFunction(format!("{} takes one vector", self.name)).into_datafusion());
+        }
+        arg_types.iter().map(|t| vector_arg_type(t, self.name)).collect()
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(match self.op {
+            Unary::Dims => DataType::Int32,
+            Unary::Norm => DataType::Float64,
+            Unary::Normalize => match arg_types.first() {
+                Some(DataType::FixedSizeList(_, d)) => vector_type(*d as usize),
+                _ => DataType::List(Arc::new(datafusion::arrow::datatypes::Field::new("item", DataType::Float32, true))),
+            },
+        })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let a = Vectors::from_columnar(&args.args[0]).map_err(Error::into_datafusion)?;
+        let arr: ArrayRef = match self.op {
+            Unary::Dims => Arc::new(Int32Array::from((0..a.len()).map(|i| a.get(i).map(|v| v.len() as i32)).collect::<Vec<_>>())),
+            Unary::Norm => Arc::new(Float64Array::from(
+                (0..a.len()).map(|i| a.get(i).map(|v| (norm_squared(v) as f64).sqrt())).collect::<Vec<_>>(),
+            )),
+            Unary::Normalize => {
+                let rows: Vec<Option<Vec<f32>>> = (0..a.len())
+                    .map(|i| {
+                        a.get(i).map(|v| {
+                            let n = (norm_squared(v) as f64).sqrt();
+                            // pgvector keeps a zero vector as it is.
+                            if n == 0.0 { v.to_vec() } else { v.iter().map(|x| (*x as f64 / n) as f32).collect() }
+                        })
+                    })
+                    .collect();
+                let built = build_from_rows(rows)?;
+                match args.return_field.data_type() {
+                    DataType::FixedSizeList(..) => built,
+                    t => datafusion::arrow::compute::cast(&built, t)?,
+                }
+            }
+        };
+        if scalar {
+            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&arr, 0)?))
+        } else {
+            Ok(ColumnarValue::Array(arr))
+        }
+    }
+}
+
+fn build_from_rows(rows: Vec<Option<Vec<f32>>>) -> DfResult<ArrayRef> {
+    let list = datafusion::arrow::array::ListArray::from_iter_primitive::<datafusion::arrow::datatypes::Float32Type, _, _>(
+        rows.into_iter().map(|r| r.map(|v| v.into_iter().map(Some))),
+    );
+    let arr: ArrayRef = Arc::new(list);
+    let v = Vectors::from_array(&arr).map_err(Error::into_datafusion)?;
+    build_vectors(&v, None).map_err(Error::into_datafusion)
+}
+
+fn unary(name: &'static str, op: Unary) -> ScalarUDF {
+    ScalarUDF::new_from_impl(UnaryFn { name, op, signature: Signature::user_defined(Volatility::Immutable) })
+}
+
+pub fn functions() -> Vec<ScalarUDF> {
+    vec![
+        binary("l2_distance", Binary::Metric(Metric::L2)),
+        binary("cosine_distance", Binary::Metric(Metric::Cosine)),
+        binary("negative_inner_product", Binary::Metric(Metric::Ip)),
+        binary("l1_distance", Binary::Metric(Metric::L1)),
+        binary("inner_product", Binary::InnerProduct),
+        unary("vector_dims", Unary::Dims),
+        unary("vector_norm", Unary::Norm),
+        unary("l2_normalize", Unary::Normalize),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernels_match_naive_on_odd_lengths() {
+        for n in [1usize, 3, 15, 16, 17, 50, 128, 131] {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+            assert!((dot(&a, &b) - naive::dot(&a, &b)).abs() < 1e-3, "dot n={n}");
+            assert!((l2_squared(&a, &b) - naive::l2_squared(&a, &b)).abs() < 1e-3, "l2 n={n}");
+            let l1n: f32 = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).sum();
+            assert!((l1(&a, &b) - l1n).abs() < 1e-3);
+        }
+    }
+
+    #[test]
+    fn cosine_of_zero_vector_is_none() {
+        assert_eq!(cosine_distance(&[0.0, 0.0], &[1.0, 1.0]), None);
+        assert!((cosine_distance(&[1.0, 0.0], &[0.0, 1.0]).unwrap() - 1.0).abs() < 1e-12);
+        assert!(cosine_distance(&[1.0, 2.0], &[2.0, 4.0]).unwrap().abs() < 1e-7);
+    }
+}

@@ -911,16 +911,17 @@ impl Engine {
             } else {
                 ins.columns.iter().map(|c| c.to_string().trim_matches('"').to_string()).collect()
             };
-            let is_vector: Vec<bool> = targets
+            let dims: Vec<Option<usize>> = targets
                 .iter()
-                .map(|c| schema.field_with_name(c).is_ok_and(|f| crate::udf::vector::vector_dims_of(f.data_type()).is_some()))
+                .map(|c| schema.field_with_name(c).ok().and_then(|f| crate::udf::vector::vector_dims_of(f.data_type())))
                 .collect();
             if let Some(q) = ins.source.as_mut() {
                 if let datafusion::sql::sqlparser::ast::SetExpr::Values(values) = q.body.as_mut() {
                     for row in values.rows.iter_mut() {
                         for (i, e) in row.content.iter_mut().enumerate() {
-                            if is_vector.get(i).copied().unwrap_or(false) && matches!(e, Expr::Value(v) if matches!(v.value, Value::SingleQuotedString(_))) {
-                                let call = format!("vector({e})");
+                            let Some(Some(d)) = dims.get(i) else { continue };
+                            if matches!(e, Expr::Value(v) if matches!(v.value, Value::SingleQuotedString(_))) {
+                                let call = format!("vector({e}, {d})");
                                 if let Ok(parsed) = datafusion::sql::sqlparser::parser::Parser::new(&PostgreSqlDialect {})
                                     .try_with_sql(&call)
                                     .and_then(|mut p| p.parse_expr())

@@ -193,12 +193,20 @@ fn classify_plan_message(msg: String) -> Error {
         return Error::UnknownFunction(format!("function {name}() does not exist{hint}"));
     }
     if msg.contains("No function matches") || msg.contains("Failed to coerce arguments") {
+        // Our own coercion errors arrive flattened into DataFusion's text: keep ours.
+        if let Some((_, ours)) = msg.split_once("coercion failed with: External error: ") {
+            let ours = ours.split(". No function matches").next().unwrap_or(ours);
+            return Error::UnknownFunction(ours.to_string());
+        }
         return Error::UnknownFunction(msg);
     }
     Error::Plan(msg)
 }
 
 fn classify_execution_message(msg: String) -> Error {
+    if msg.contains("No function matches") {
+        return classify_plan_message(msg);
+    }
     if let Some(name) = msg.strip_prefix("The table ").and_then(|r| r.strip_suffix(" already exists")) {
         return Error::TableExists(name.to_string());
     }

@@ -128,7 +128,7 @@ impl Engine {
         let method = ci.using.as_ref().map(|u| u.to_string().to_lowercase()).unwrap_or_else(|| "btree".into());
         if method != "hnsw" {
             return Err(Error::NotSupported(format!(
-                "index method {method}; lakehouse builds vector indexes: CREATE INDEX … USING hnsw (col vector_l2_ops)"
+                "index method {method} (lakehouse builds vector indexes: CREATE INDEX … USING hnsw (col vector_l2_ops))"
             )));
         }
         if ci.unique {

@@ -94,9 +94,43 @@ pub fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWire
                 .flatten()
         })
         .collect();
+    // Float arrays (vectors) as text: `{1.5,-2,30}` as PostgreSQL writes float4[].
+    let text_float_lists: Vec<bool> = columns
+        .iter()
+        .zip(fields.iter())
+        .map(|(c, f)| {
+            f.format() == FieldFormat::Text
+                && matches!(c.data_type(), DataType::List(e) | DataType::LargeList(e) | DataType::FixedSizeList(e, _)
+                    if matches!(e.data_type(), DataType::Float16 | DataType::Float32 | DataType::Float64))
+        })
+        .collect();
     for row in 0..batch.num_rows() {
         for (i, col) in columns.iter().enumerate() {
-            if let Some(f) = &text_floats[i] {
+            if text_float_lists[i] {
+                if col.is_null(row) {
+                    encoder.encode_field(&None::<&str>)?;
+                    continue;
+                }
+                let values = list_value(col, row);
+                let single = !matches!(values.data_type(), DataType::Float64);
+                let values = cast(&values, &DataType::Float64).map_err(|e| to_pg_error(&e.into()))?;
+                let p = values.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+                let mut text = String::with_capacity(p.len() * 8 + 2);
+                text.push('{');
+                for j in 0..p.len() {
+                    if j > 0 {
+                        text.push(',');
+                    }
+                    if p.is_null(j) {
+                        text.push_str("NULL");
+                    } else {
+                        text.push_str(&pg_float_text(p.value(j), single));
+                    }
+                }
+                text.push('}');
+                // As TEXT: the array type would quote the whole literal as one element.
+                encoder.encode_field_with_type_and_format(&text, &Type::TEXT, FieldFormat::Text, &Default::default())?;
+            } else if let Some(f) = &text_floats[i] {
                 let f = f.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
                 let single = col.data_type() != &DataType::Float64;
                 encoder.encode_field(&(!f.is_null(row)).then(|| pg_float_text(f.value(row), single)))?;

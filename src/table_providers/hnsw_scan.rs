@@ -92,8 +92,10 @@ impl UserDefinedLogicalNodeCore for HnswScanNode {
         &self.schema
     }
 
+    /// The filters refer to table columns outside this node's (projected) schema, so
+    /// they are not exposed to later optimizer passes; they were optimized already.
     fn expressions(&self) -> Vec<Expr> {
-        self.filters.clone()
+        vec![]
     }
 
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -105,8 +107,8 @@ impl UserDefinedLogicalNodeCore for HnswScanNode {
         Ok(())
     }
 
-    fn with_exprs_and_inputs(&self, exprs: Vec<Expr>, _inputs: Vec<LogicalPlan>) -> Result<Self> {
-        Ok(HnswScanNode { filters: exprs, ..self.clone() })
+    fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, _inputs: Vec<LogicalPlan>) -> Result<Self> {
+        Ok(self.clone())
     }
 }
 
@@ -168,7 +170,11 @@ impl HnswRewrite {
                     return None;
                 }
                 let table_schema = DFSchema::try_from_qualified_schema(ts.table_name.clone(), &ts.source.schema()).ok()?;
-                filters.extend(ts.filters.iter().cloned());
+                for f in &ts.filters {
+                    if !filters.contains(f) {
+                        filters.push(f.clone());
+                    }
+                }
                 let node = HnswScanNode {
                     index: index.record().name,
                     metric: metric.as_str().into(),

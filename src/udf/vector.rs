@@ -183,8 +183,9 @@ impl Vectors {
             DataType::FixedSizeList(_, d) => {
                 let a = array.as_fixed_size_list();
                 let d = *d as usize;
-                let values = float_values(a.values(), a.offset() * d, a.len() * d)?;
-                Ok(Vectors { values, layout: Layout::Fixed(d), nulls: a.nulls().cloned(), len: a.len(), parsed: None })
+                let (values, en) = float_values(a.values(), a.offset() * d, a.len() * d)?;
+                Vectors { values, layout: Layout::Fixed(d), nulls: a.nulls().cloned(), len: a.len(), parsed: None }
+                    .check_element_nulls(en)
             }
             DataType::List(_) => Self::from_list(array.as_list::<i32>()),
             DataType::LargeList(_) => Self::from_list(array.as_list::<i64>()),
@@ -213,9 +214,10 @@ impl Vectors {
         let offsets: Vec<usize> = a.value_offsets().iter().map(|o| o.as_usize()).collect();
         let start = offsets.first().copied().unwrap_or(0);
         let end = offsets.last().copied().unwrap_or(0);
-        let values = float_values(a.values(), start, end - start)?;
+        let (values, en) = float_values(a.values(), start, end - start)?;
         let offsets = offsets.iter().map(|o| o - start).collect();
-        Ok(Vectors { values, layout: Layout::Offsets(offsets), nulls: a.nulls().cloned(), len: a.len(), parsed: None })
+        Vectors { values, layout: Layout::Offsets(offsets), nulls: a.nulls().cloned(), len: a.len(), parsed: None }
+            .check_element_nulls(en)
     }
 
     pub fn from_columnar(v: &ColumnarValue) -> Result<Vectors, Error> {
@@ -226,14 +228,32 @@ impl Vectors {
     }
 }
 
-/// `len` child values from `start` as f32 (cast if needed); element NULLs are refused.
-fn float_values(child: &ArrayRef, start: usize, len: usize) -> Result<ScalarBuffer<f32>, Error> {
+/// `len` child values from `start` as f32 (cast if needed), and their NULLs.
+fn float_values(child: &ArrayRef, start: usize, len: usize) -> Result<(ScalarBuffer<f32>, Option<NullBuffer>), Error> {
     let slice = child.slice(start, len);
-    if slice.null_count() > 0 {
-        return Err(Error::DataException("vector elements must not be NULL".into()));
-    }
+    let nulls = slice.nulls().filter(|n| n.null_count() > 0).cloned();
     let f = if slice.data_type() == &DataType::Float32 { slice } else { cast(&slice, &DataType::Float32)? };
-    Ok(f.as_primitive::<Float32Type>().values().clone())
+    Ok((f.as_primitive::<Float32Type>().values().clone(), nulls))
+}
+
+impl Vectors {
+    /// A NULL inside a (non-NULL) vector is an error; slots under NULL rows are not.
+    fn check_element_nulls(self, element_nulls: Option<NullBuffer>) -> Result<Vectors, Error> {
+        let Some(en) = element_nulls else { return Ok(self) };
+        for i in 0..self.len {
+            if self.nulls.as_ref().is_some_and(|n| n.is_null(i)) {
+                continue;
+            }
+            let (a, b) = match &self.layout {
+                Layout::Fixed(d) => (i * d, (i + 1) * d),
+                Layout::Offsets(o) => (o[i], o[i + 1]),
+            };
+            if (a..b).any(|j| en.is_null(j)) {
+                return Err(Error::DataException("vector elements must not be NULL".into()));
+            }
+        }
+        Ok(self)
+    }
 }
 
 /// Build a `FixedSizeList<Float32, dims>` array from rows, validating each.

@@ -395,7 +395,16 @@ pub fn decode_param<S: Clone>(portal: &Portal<S>, i: usize, pg: &Type, want: Opt
             Some("+00:00".into()),
         ),
         Type::FLOAT4_ARRAY => {
-            let v = portal.parameter::<Vec<Option<f32>>>(i, pg)?;
+            // `{1,2,3}` or binary float4[]; pgvector's `[1,2,3]` text too.
+            let v = match portal.parameter::<Vec<Option<f32>>>(i, pg) {
+                Ok(v) => v,
+                Err(e) => match portal.parameter::<String>(i, &Type::TEXT) {
+                    Ok(Some(t)) if t.trim_start().starts_with('[') => Some(
+                        crate::udf::vector::parse_text(&t).map_err(|e| to_pg_error(&e))?.into_iter().map(Some).collect(),
+                    ),
+                    _ => return Err(e),
+                },
+            };
             match v {
                 Some(v) => ScalarValue::List(ScalarValue::new_list_nullable(
                     &v.into_iter().map(ScalarValue::Float32).collect::<Vec<_>>(),
@@ -416,7 +425,17 @@ pub fn decode_param<S: Clone>(portal: &Portal<S>, i: usize, pg: &Type, want: Opt
         }
         _ => ScalarValue::Utf8(portal.parameter::<String>(i, pg)?),
     };
-    // Text sent for a typed placeholder: let DataFusion's cast rules convert it.
+    // Text sent for a typed placeholder: let DataFusion's cast rules convert it
+    // (vectors: pgvector's text form).
+    if let (Some(dt), ScalarValue::Utf8(Some(t))) = (want, &value) {
+        if crate::udf::vector::is_vector_like(dt) {
+            let v = crate::udf::vector::parse_text(t).map_err(|e| to_pg_error(&e))?;
+            return Ok(ScalarValue::List(ScalarValue::new_list_nullable(
+                &v.into_iter().map(|x| ScalarValue::Float32(Some(x))).collect::<Vec<_>>(),
+                &DataType::Float32,
+            )));
+        }
+    }
     match (want, &value) {
         (Some(dt), ScalarValue::Utf8(_)) if dt != &DataType::Utf8 => value
             .cast_to(dt)

@@ -4,4 +4,5 @@ mod psql;
 mod restart;
 mod security;
 mod support;
+mod vectors;
 mod wire;

@@ -1,0 +1,149 @@
+//! Vectors over the wire (float4[] parameters and results, pgvector text), and HNSW
+//! indexes across a restart: loaded from their files, not rebuilt.
+
+use lakehouse::{Config, Engine};
+
+use crate::support::{BinaryServer, TestServer, connect, sqlstate};
+
+async fn rows_of(engine: &Engine, session: &lakehouse::engine::Session, sql: &str) -> Vec<Vec<String>> {
+    let out = engine.execute_collect(session, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let (_, batches) = out.into_iter().last().expect("a row set");
+    let mut rows = vec![];
+    for b in batches {
+        for r in 0..b.num_rows() {
+            rows.push(
+                (0..b.num_columns())
+                    .map(|c| datafusion::arrow::util::display::array_value_to_string(b.column(c), r).unwrap())
+                    .collect(),
+            );
+        }
+    }
+    rows
+}
+
+async fn text_rows(c: &tokio_postgres::Client, sql: &str) -> Vec<Vec<String>> {
+    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    msgs.iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_builds_report_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.storage.data_dir = dir.path().join("data");
+    let engine = Engine::open(config).await.unwrap();
+    let s = engine.new_session("t", "lakehouse");
+    engine
+        .execute_collect(
+            &s,
+            "CREATE TABLE pts AS SELECT value AS id, CAST(make_array(CAST(value % 40 AS DOUBLE), CAST(value / 40 AS DOUBLE)) AS vector(2)) AS emb FROM generate_series(0, 1599);
+             CREATE INDEX pts_idx ON pts USING hnsw (emb vector_l2_ops) WITH (m = 8, ef_construction = 40);",
+        )
+        .await
+        .unwrap();
+    let notices = s.take_notices();
+    assert!(notices.iter().any(|n| n.contains("1600 of 1600 rows indexed")), "{notices:?}");
+    assert!(notices.iter().any(|n| n.contains("pts_idx built over 1600 rows")), "{notices:?}");
+    let nearest = rows_of(&engine, &s, "SELECT id FROM vector_search('pts_idx', '[5.2,7.1]', 3)").await;
+    assert_eq!(nearest[0][0], "285"); // (5, 7)
+}
+
+/// The real binary, stopped and started again on the same data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_is_loaded_after_restart_without_rebuilding() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = BinaryServer::start(&data);
+    let c = connect(server.port, "tester", None).await.unwrap();
+    c.batch_execute(
+        "CREATE TABLE pts AS SELECT value AS id, CAST(make_array(CAST(value % 40 AS DOUBLE), CAST(value / 40 AS DOUBLE)) AS vector(2)) AS emb FROM generate_series(0, 1599);
+         CREATE INDEX pts_idx ON pts USING hnsw (emb vector_l2_ops) WITH (m = 8, ef_construction = 40);",
+    )
+    .await
+    .unwrap();
+    let before = text_rows(&c, "SELECT built_at, build_secs, rows, location FROM lakehouse.indexes").await;
+    let nearest = text_rows(&c, "SELECT id FROM vector_search('pts_idx', '[5.2,7.1]', 3)").await;
+    assert_eq!(nearest[0][0], "285"); // (5, 7)
+    drop(c);
+    server.terminate();
+
+    let server = BinaryServer::start(&data);
+    let c = connect(server.port, "tester", None).await.unwrap();
+    // Same generation: built_at, build time and files unchanged, i.e. loaded, not rebuilt.
+    let after = text_rows(&c, "SELECT built_at, build_secs, rows, location FROM lakehouse.indexes").await;
+    assert_eq!(before, after);
+    assert_eq!(text_rows(&c, "SELECT id FROM vector_search('pts_idx', '[5.2,7.1]', 3)").await, nearest);
+    let plan = format!("{:?}", text_rows(&c, "EXPLAIN SELECT id FROM pts ORDER BY emb <-> '[5.2,7.1]' LIMIT 3").await);
+    assert!(plan.contains("HnswScanExec: index=pts_idx"), "{plan}");
+
+    // Appends after the restart go into the loaded graph, as a new generation.
+    c.batch_execute("INSERT INTO pts VALUES (9999, '[5.2,7.1]')").await.unwrap();
+    let top = text_rows(&c, "SELECT id FROM pts ORDER BY emb <-> '[5.2,7.1]' LIMIT 1").await;
+    assert_eq!(top[0][0], "9999");
+    let appended = text_rows(&c, "SELECT built_at, rows, location FROM lakehouse.indexes").await;
+    assert_eq!(appended[0][0], before[0][0], "an append keeps the build timestamp");
+    assert_eq!(appended[0][1], "1601");
+    assert_ne!(appended[0][2], before[0][3], "an append writes a new generation");
+    let old = url::Url::parse(&before[0][3]).unwrap().to_file_path().unwrap();
+    let new = url::Url::parse(&appended[0][2]).unwrap().to_file_path().unwrap();
+    assert!(!old.exists() && new.join("hnsw.hnsw.graph").exists());
+    drop(c);
+    server.terminate();
+
+    // And that generation is what the next start loads.
+    let server = BinaryServer::start(&data);
+    let c = connect(server.port, "tester", None).await.unwrap();
+    let top = text_rows(&c, "SELECT id, round(_distance, 3) FROM vector_search('pts_idx', '[5.2,7.1]', 2)").await;
+    assert_eq!(top, vec![vec!["9999".to_string(), "0".to_string()], vec!["285".to_string(), "0.224".to_string()]]);
+    drop(c);
+    server.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vectors_travel_as_float4_arrays_and_bind_as_parameters() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE TABLE items (id BIGINT, emb vector(3));
+         INSERT INTO items VALUES (1, '[1,2,3]'), (2, '[4,5,6]'), (3, '[1,1,1]');
+         CREATE INDEX items_idx ON items USING hnsw (emb vector_l2_ops);",
+    )
+    .await
+    .unwrap();
+    // Binary results: float4[].
+    let row = c.query_one("SELECT emb FROM items WHERE id = 2", &[]).await.unwrap();
+    let v: Vec<f32> = row.get(0);
+    assert_eq!(v, vec![4.0, 5.0, 6.0]);
+    // A prepared k-NN query with a float4[] parameter (the index path).
+    let stmt = c.prepare("SELECT id FROM items ORDER BY emb <-> $1 LIMIT 2").await.unwrap();
+    assert_eq!(stmt.params()[0], tokio_postgres::types::Type::FLOAT4_ARRAY);
+    for _ in 0..3 {
+        let rows = c.query(&stmt, &[&vec![1.0f32, 2.0, 4.0]]).await.unwrap();
+        let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(ids, vec![1, 3]);
+    }
+    // The same with pgvector's text form, as a driver without array support sends it.
+    let rows = c.query("SELECT id FROM items ORDER BY emb <-> $1::text LIMIT 1", &[&"[4,5,6.5]"]).await.unwrap();
+    assert_eq!(rows[0].get::<_, i64>(0), 2);
+    // Wrong dimension in a parameter: 22000, and the connection stays usable.
+    let err = c.query(&stmt, &[&vec![1.0f32, 2.0]]).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "22000", "{err}");
+    let err = c.simple_query("SELECT '[1,2'::vector").await.unwrap_err();
+    assert_eq!(sqlstate(&err), "22P02");
+    // Text results in psql's form.
+    let msgs = c.simple_query("SELECT emb FROM items WHERE id = 1").await.unwrap();
+    let text = msgs.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(text.as_deref(), Some("{1,2,3}"));
+    drop(c);
+    server.stop().await;
+}

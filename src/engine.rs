@@ -8,6 +8,7 @@
 //! (`CREATE TABLE [AS]`, `CREATE EXTERNAL TABLE`, `DROP TABLE`) is planned by DataFusion
 //! and then carried out against the catalog; everything else runs as a DataFusion plan.
 
+mod fast_knn;
 mod index_ddl;
 
 use std::collections::HashMap;
@@ -101,6 +102,9 @@ pub struct Prepared {
     pub param_types: Vec<Option<DataType>>,
     /// Row description; None for commands.
     pub schema: Option<SchemaRef>,
+    /// Decided at the first Execute: whether this is a plain k-NN query the index can
+    /// answer without re-planning (see engine/fast_knn.rs).
+    fast: fast_knn::FastSlot,
 }
 
 pub struct Engine {
@@ -200,6 +204,11 @@ impl Engine {
 
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
+    }
+
+    /// A loaded index (benchmarks and tools search it without SQL).
+    pub fn index(&self, name: &str) -> Option<Arc<crate::table_providers::hnsw::HnswIndex>> {
+        self.indexes.get(name)
     }
 
     /// A new session: its own DataFusion state (config, prepared statements) over the
@@ -380,18 +389,35 @@ impl Engine {
             }
             None => vec![],
         };
-        Ok(Prepared { sql: sql.to_string(), statement, plan, param_types, schema })
+        Ok(Prepared { sql: sql.to_string(), statement, plan, param_types, schema, fast: Default::default() })
     }
 
     /// Execute a prepared statement with bound parameter values.
     pub async fn execute_prepared(&self, session: &Session, prepared: &Prepared, params: Vec<ScalarValue>) -> Result<QueryResult> {
         match &prepared.plan {
             Some(plan) => {
+                let single = match (params.as_slice(), &prepared.schema) {
+                    ([p], Some(schema)) if crate::udf::vector::is_vector_like(&p.data_type()) => Some((p.clone(), schema.clone())),
+                    _ => None,
+                };
+                if let Some((param, schema)) = &single {
+                    if let Some(Some(fast)) = prepared.fast.get() {
+                        if let Some(r) = self.run_fast_knn(session, fast, schema, param) {
+                            return r;
+                        }
+                    }
+                }
                 let plan = if params.is_empty() {
                     plan.clone()
                 } else {
                     plan.clone().with_param_values(ParamValues::List(params.into_iter().map(Into::into).collect()))?
                 };
+                if let Some((param, schema)) = &single {
+                    if prepared.fast.get().is_none() {
+                        let optimized = session.ctx.state().optimize(&plan)?;
+                        let _ = prepared.fast.set(fast_knn::recognise(&optimized, param, schema));
+                    }
+                }
                 let (_, bucket) = strip_options(prepared.statement.clone());
                 self.run_plan(session, plan, &prepared.statement, bucket).await
             }

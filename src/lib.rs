@@ -22,6 +22,7 @@
 //! and providers → Arrow batches → pgwire encoding. `lakehouse sql` calls the same
 //! `Engine::execute`, so everything works with or without a server.
 
+pub mod bench;
 pub mod catalog;
 pub mod cli;
 pub mod config;

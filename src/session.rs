@@ -84,6 +84,10 @@ impl Session {
         self.notices.lock().unwrap_or_else(|p| p.into_inner()).push(msg.into());
     }
 
+    pub fn has_notices(&self) -> bool {
+        !self.notices.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+
     pub fn take_notices(&self) -> Vec<String> {
         std::mem::take(&mut *self.notices.lock().unwrap_or_else(|p| p.into_inner()))
     }

@@ -62,6 +62,30 @@ where
     Ok(())
 }
 
+/// Await `work`, sending the session's NOTICEs to the client as they are raised
+/// (index builds report progress while they run), not only when it finishes.
+async fn with_live_notices<C, T>(client: &mut C, session: &Session, work: impl std::future::Future<Output = T>) -> PgWireResult<T>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    tokio::pin!(work);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            r = &mut work => return Ok(r),
+            _ = tick.tick() => {
+                if session.has_notices() {
+                    send_notices(client, session).await?;
+                    client.flush().await?;
+                }
+            }
+        }
+    }
+}
+
 /// Run a row set up to its first batch inside the (cancellable) handler, so the work
 /// of an aggregate or sort happens where a CancelRequest can interrupt it, and an
 /// error in it is reported before any RowDescription.
@@ -125,7 +149,7 @@ impl SimpleQueryHandler for LakehouseHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = session_for(&self.engine, client);
-        let (results, mut err) = self.engine.execute(&session, query).await;
+        let (results, mut err) = with_live_notices(client, &session, self.engine.execute(&session, query)).await?;
         let mut responses: Vec<Response> = Vec::with_capacity(results.len() + 1);
         for r in results {
             match prime(r).await {
@@ -201,7 +225,7 @@ impl ExtendedQueryHandler for LakehouseHandler {
             });
             params.push(encode::decode_param(portal, i, &pg, inferred)?);
         }
-        let result = match self.engine.execute_prepared(&session, prepared, params).await {
+        let result = match with_live_notices(client, &session, self.engine.execute_prepared(&session, prepared, params)).await? {
             Ok(r) => prime(r).await,
             Err(e) => Err(e),
         };

@@ -148,10 +148,27 @@ async fn vectors_travel_as_float4_arrays_and_bind_as_parameters() {
     server.stop().await;
 }
 
+/// A client whose NOTICEs arrive on a channel as the server sends them.
+async fn client_with_notices(port: u16) -> (tokio_postgres::Client, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use futures::StreamExt;
+    let conf = format!("host=127.0.0.1 port={port} user=tester dbname=lakehouse");
+    let (client, mut conn) = tokio_postgres::connect(&conf, tokio_postgres::NoTls).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(Ok(m)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notice(n) = m {
+                let _ = tx.send(n.message().to_string());
+            }
+        }
+    });
+    (client, rx)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_long_build_can_be_cancelled() {
+async fn a_long_build_reports_progress_live_and_can_be_cancelled() {
     let server = TestServer::start().await;
-    let c = server.client().await;
+    let (c, mut notices) = client_with_notices(server.port).await;
     c.batch_execute(
         "CREATE TABLE big AS SELECT value AS id, CAST(make_array(random(), random(), random(), random(), random(), random(), random(), random()) AS vector(8)) AS emb FROM generate_series(1, 400000)",
     )
@@ -166,6 +183,12 @@ async fn a_long_build_can_be_cancelled() {
     let err = c.batch_execute("CREATE INDEX big_idx ON big USING hnsw (emb)").await.unwrap_err();
     canceller.await.unwrap();
     assert_eq!(sqlstate(&err), "57014", "{err}");
+    // Progress arrived while the build ran (before it was cancelled).
+    let mut seen = vec![];
+    while let Ok(n) = notices.try_recv() {
+        seen.push(n);
+    }
+    assert!(seen.iter().any(|n| n.contains("hnsw: building big_idx over 400000 rows")), "{seen:?}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30), "cancel took {:?}", started.elapsed());
     // Nothing half-built is left: no record, and the next DDL is not blocked.
     let rows = c.query_one("SELECT count(*) FROM lakehouse.indexes", &[]).await.unwrap();

@@ -19,3 +19,18 @@ SELECT * FROM doc_stats ORDER BY body_chars DESC;
 SELECT name, kind, url FROM lakehouse.buckets ORDER BY name;
 SELECT name, bucket, source FROM lakehouse.datasets ORDER BY name;
 SHOW server_version;
+
+-- Vectors: pgvector's type, functions and operators, and an HNSW index the planner uses.
+DROP TABLE IF EXISTS items;
+CREATE TABLE items (id BIGINT, name TEXT, emb vector(3));
+INSERT INTO items VALUES
+  (1, 'apple',  '[0.9, 0.1, 0.0]'),
+  (2, 'pear',   '[0.8, 0.3, 0.1]'),
+  (3, 'carrot', '[0.1, 0.9, 0.2]'),
+  (4, 'potato', '[0.0, 0.7, 0.6]');
+CREATE INDEX items_emb_idx ON items USING hnsw (emb vector_l2_ops) WITH (m = 16, ef_construction = 64);
+SELECT id, name, round(emb <-> '[1, 0.2, 0]', 4) AS l2 FROM items ORDER BY emb <-> '[1, 0.2, 0]' LIMIT 2;
+SELECT name, round(cosine_distance(emb, '[0, 1, 0.5]'), 4) AS cosine FROM items ORDER BY cosine LIMIT 2;
+SET hnsw.ef_search = 100;
+SELECT id, name, round(_distance, 4) AS distance FROM vector_search('items_emb_idx', '[0.1, 0.8, 0.3]', 2);
+SELECT name, "table", metric, params, rows, dims FROM lakehouse.indexes;

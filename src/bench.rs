@@ -222,10 +222,18 @@ fn kernel_bench(d: usize) {
         t.elapsed().as_nanos() as f64 / (reps * n) as f64
     };
     let naive_l2 = time(&distance::naive::l2_squared);
+    let portable_l2 = time(&distance::l2_squared_portable);
     let fast_l2 = time(&distance::l2_squared);
     let naive_dot = time(&distance::naive::dot);
+    let portable_dot = time(&distance::dot_portable);
     let fast_dot = time(&distance::dot);
-    println!("kernel (d = {d}): l2 naive {naive_l2:.1} ns, chunked {fast_l2:.1} ns ({:.1}x); dot naive {naive_dot:.1} ns, chunked {fast_dot:.1} ns ({:.1}x)", naive_l2 / fast_l2, naive_dot / fast_dot);
+    println!(
+        "kernel (d = {d}, ns per distance): l2 naive {naive_l2:.1}, chunked {portable_l2:.1} ({:.1}x), dispatched {fast_l2:.1} ({:.1}x); dot naive {naive_dot:.1}, chunked {portable_dot:.1} ({:.1}x), dispatched {fast_dot:.1} ({:.1}x)",
+        naive_l2 / portable_l2,
+        naive_l2 / fast_l2,
+        naive_dot / portable_dot,
+        naive_dot / fast_dot
+    );
 }
 
 const PYTHON_COMPARE: &str = r#"

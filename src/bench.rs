@@ -398,6 +398,16 @@ pub async fn vectors(o: VectorBench) -> Result<()> {
         let dt = t.elapsed().as_secs_f64();
         println!("{:<22} ef {ef:>4}  recall@{} {:.3}  QPS {:>9.0}", "lakehouse in-process", o.k, recall(&found, &truth, o.k), nq as f64 / dt);
     }
+    // The same graph through hnsw_rs's own search (what the flat search replaces).
+    for &ef in &o.ef_search {
+        let t = Instant::now();
+        let mut found = Vec::with_capacity(nq);
+        for q in queries.chunks_exact(dims) {
+            found.push(index.search_with_library(q, o.k, ef));
+        }
+        let dt = t.elapsed().as_secs_f64();
+        println!("{:<22} ef {ef:>4}  recall@{} {:.3}  QPS {:>9.0}", "hnsw_rs search", o.k, recall(&found, &truth, o.k), nq as f64 / dt);
+    }
 
     // Over the wire: prepared statements, 1 and 2 connections.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| Error::io("127.0.0.1:0", e))?;

@@ -23,6 +23,7 @@ use datafusion::arrow::compute::{cast, concat_batches, take_record_batch};
 use datafusion::arrow::datatypes::{Float32Type, SchemaRef};
 use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
 
+use super::hnsw_graph::FlatGraph;
 use crate::catalog::indexes::{CoveredFile, IndexRecord};
 use crate::error::{Error, Result};
 use crate::udf::distance::{self, Metric};
@@ -133,6 +134,13 @@ impl Graph {
 
     fn len(&self) -> usize {
         each_graph!(self, g => g.get_nb_point())
+    }
+
+    fn flatten(&self, ids: usize, dims: usize) -> Option<Arc<FlatGraph>> {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            each_graph!(self, g => FlatGraph::from_hnsw(g, ids, dims))
+        }));
+        r.ok().flatten().map(Arc::new)
     }
 }
 
@@ -246,6 +254,8 @@ pub struct HnswIndex {
     graph: Graph,
     shift: f32,
     rows: RwLock<Arc<TableRows>>,
+    /// The graph as flat arrays for searching (rebuilt after each change).
+    flat: RwLock<Option<Arc<FlatGraph>>>,
     /// One append at a time.
     append: Mutex<()>,
 }
@@ -360,7 +370,8 @@ impl HnswIndex {
         record.size_bytes = dir_size(&dir);
         record.build_secs = started.elapsed().as_secs_f64();
         record.built_at = crate::catalog::now_rfc3339();
-        Ok(HnswIndex { record: RwLock::new(record), graph, shift, rows: RwLock::new(Arc::new(rows)), append: Mutex::new(()) })
+        let flat = graph.flatten(rows.len(), rows.dims);
+        Ok(HnswIndex { record: RwLock::new(record), graph, shift, rows: RwLock::new(Arc::new(rows)), flat: RwLock::new(flat), append: Mutex::new(()) })
     }
 
     /// Load a stored index and its table's rows; no graph is rebuilt.
@@ -375,7 +386,8 @@ impl HnswIndex {
                 record.rows
             )));
         }
-        Ok(HnswIndex { shift: record.ip_shift, record: RwLock::new(record), graph, rows: RwLock::new(Arc::new(rows)), append: Mutex::new(()) })
+        let flat = graph.flatten(rows.len(), rows.dims);
+        Ok(HnswIndex { shift: record.ip_shift, record: RwLock::new(record), graph, rows: RwLock::new(Arc::new(rows)), flat: RwLock::new(flat), append: Mutex::new(()) })
     }
 
     pub fn record(&self) -> IndexRecord {
@@ -405,7 +417,11 @@ impl HnswIndex {
         // Rows first: a search may meet the new ids in the graph before this returns.
         *self.rows.write().unwrap_or_else(|p| p.into_inner()) = rows.clone();
         let never = AtomicBool::new(false);
-        insert_rows(&self.graph, self.metric(), self.shift, &rows, from, progress, &never)?;
+        // Searches use the library's own path while the graph changes.
+        *self.flat.write().unwrap_or_else(|p| p.into_inner()) = None;
+        let inserted = insert_rows(&self.graph, self.metric(), self.shift, &rows, from, progress, &never);
+        *self.flat.write().unwrap_or_else(|p| p.into_inner()) = self.graph.flatten(rows.len(), rows.dims);
+        inserted?;
         let dir = location_dir(&new_location)?;
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
         self.graph.dump(&dir)?;
@@ -433,11 +449,17 @@ impl HnswIndex {
         }
         let n = rows.len();
         let gq = prepare(metric, self.shift, q);
+        let flat = self.flat.read().unwrap_or_else(|p| p.into_inner()).clone();
         let ids: Vec<usize> = match mask {
             None => {
                 let ef = ef_search.max(k);
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.graph.search(&gq, k, ef, None)));
-                r.map_err(|_| Error::Internal("the HNSW library panicked while searching".into()))?
+                match &flat {
+                    Some(f) => self.flat_search(f, &gq, k, ef, None),
+                    None => {
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.graph.search(&gq, k, ef, None)));
+                        r.map_err(|_| Error::Internal("the HNSW library panicked while searching".into()))?
+                    }
+                }
             }
             Some(mask) => {
                 let matching = mask.true_count();
@@ -448,8 +470,13 @@ impl HnswIndex {
                 let allowed = |id: &usize| *id < mask.len() && mask.value(*id);
                 let mut ef = ef_search.max(k);
                 loop {
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.graph.search(&gq, k, ef, Some(&allowed))));
-                    let found = r.map_err(|_| Error::Internal("the HNSW library panicked while searching".into()))?;
+                    let found = match &flat {
+                        Some(f) => self.flat_search(f, &gq, k, ef, Some(&|id: usize| allowed(&id))),
+                        None => {
+                            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.graph.search(&gq, k, ef, Some(&allowed))));
+                            r.map_err(|_| Error::Internal("the HNSW library panicked while searching".into()))?
+                        }
+                    };
                     let found: Vec<usize> = found.into_iter().filter(|i| allowed(i)).collect();
                     if found.len() >= k.min(matching) {
                         break found;
@@ -470,6 +497,23 @@ impl HnswIndex {
         out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
         out.truncate(k);
         Ok(out)
+    }
+
+    fn flat_search(&self, flat: &FlatGraph, gq: &[f32], k: usize, ef: usize, keep: Option<&dyn Fn(usize) -> bool>) -> Vec<usize> {
+        match self.metric() {
+            Metric::Cosine => flat.search(gq, k, ef, |a, b| 1.0 - distance::dot(a, b), keep),
+            Metric::Ip => {
+                let shift = self.shift;
+                flat.search(gq, k, ef, move |a, b| shift - distance::dot(a, b), keep)
+            }
+            _ => flat.search(gq, k, ef, distance::l2_squared, keep),
+        }
+    }
+
+    /// hnsw_rs's own search, unfiltered, for the benchmark's comparison.
+    pub fn search_with_library(&self, q: &[f32], k: usize, ef: usize) -> Vec<usize> {
+        let gq = prepare(self.metric(), self.shift, q);
+        self.graph.search(&gq, k, ef.max(k), None)
     }
 
     /// Rows `ids` of the table, as a batch.

@@ -2,6 +2,7 @@
 //! HNSW index scan). `register_all` installs everything this folder provides.
 
 pub mod hnsw;
+pub mod hnsw_graph;
 pub mod hnsw_scan;
 pub mod system;
 

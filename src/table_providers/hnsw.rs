@@ -361,7 +361,10 @@ impl HnswIndex {
         }
         let dir = location_dir(&record.location)?;
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
-        graph.dump(&dir)?;
+        // hnsw_rs cannot dump an empty graph; an empty index has no files until rows come.
+        if graph.len() > 0 {
+            graph.dump(&dir)?;
+        }
         sync_dir(&dir)?;
         record.rows = rows.len();
         record.dims = rows.dims;
@@ -377,13 +380,19 @@ impl HnswIndex {
     /// Load a stored index and its table's rows; no graph is rebuilt.
     pub fn load(record: IndexRecord, rows: TableRows) -> Result<HnswIndex> {
         let dir = location_dir(&record.location)?;
-        let graph = Graph::load(&dir, record.metric, record.ip_shift)?;
-        if graph.len() != record.rows {
+        // The graph holds the rows whose vector is not NULL.
+        let points = (0..rows.len()).filter(|i| rows.vector(*i).is_some()).count();
+        let graph = if points == 0 {
+            Graph::new(record.metric, record.m, record.ef_construction, rows.len(), record.ip_shift)?
+        } else {
+            Graph::load(&dir, record.metric, record.ip_shift)?
+        };
+        if graph.len() != points {
             return Err(Error::DataException(format!(
-                "index {} files hold {} rows, the catalog says {}",
+                "index {} files hold {} vectors, its table's covered files {}",
                 record.name,
                 graph.len(),
-                record.rows
+                points
             )));
         }
         let flat = graph.flatten(rows.len(), rows.dims);
@@ -424,7 +433,9 @@ impl HnswIndex {
         inserted?;
         let dir = location_dir(&new_location)?;
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
-        self.graph.dump(&dir)?;
+        if self.graph.len() > 0 {
+            self.graph.dump(&dir)?;
+        }
         sync_dir(&dir)?;
         let mut rec = self.record();
         rec.location = new_location;

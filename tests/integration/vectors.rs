@@ -68,7 +68,10 @@ async fn index_is_loaded_after_restart_without_rebuilding() {
     )
     .await
     .unwrap();
+    // A row without a vector is covered by the index but not in its graph.
+    c.batch_execute("INSERT INTO pts VALUES (7777, NULL)").await.unwrap();
     let before = text_rows(&c, "SELECT built_at, build_secs, rows, location FROM lakehouse.indexes").await;
+    assert_eq!(before[0][2], "1601");
     let nearest = text_rows(&c, "SELECT id FROM vector_search('pts_idx', '[5.2,7.1]', 3)").await;
     assert_eq!(nearest[0][0], "285"); // (5, 7)
     drop(c);
@@ -89,7 +92,7 @@ async fn index_is_loaded_after_restart_without_rebuilding() {
     assert_eq!(top[0][0], "9999");
     let appended = text_rows(&c, "SELECT built_at, rows, location FROM lakehouse.indexes").await;
     assert_eq!(appended[0][0], before[0][0], "an append keeps the build timestamp");
-    assert_eq!(appended[0][1], "1601");
+    assert_eq!(appended[0][1], "1602");
     assert_ne!(appended[0][2], before[0][3], "an append writes a new generation");
     let old = url::Url::parse(&before[0][3]).unwrap().to_file_path().unwrap();
     let new = url::Url::parse(&appended[0][2]).unwrap().to_file_path().unwrap();

@@ -33,6 +33,8 @@ pub struct VectorBench {
     pub seed: u64,
     /// Skip the Python comparison even when hnswlib/faiss are installed.
     pub no_python: bool,
+    /// Stop after the in-process searches (for profiling them).
+    pub in_process_only: bool,
 }
 
 /// SplitMix64: small, seeded, reproducible everywhere.
@@ -407,6 +409,11 @@ pub async fn vectors(o: VectorBench) -> Result<()> {
         }
         let dt = t.elapsed().as_secs_f64();
         println!("{:<22} ef {ef:>4}  recall@{} {:.3}  QPS {:>9.0}", "hnsw_rs search", o.k, recall(&found, &truth, o.k), nq as f64 / dt);
+    }
+
+    if o.in_process_only {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
     }
 
     // Over the wire: prepared statements, 1 and 2 connections.

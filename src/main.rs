@@ -79,6 +79,9 @@ enum BenchCommand {
         /// Skip the hnswlib/faiss comparison.
         #[arg(long)]
         no_python: bool,
+        /// Stop after the in-process searches (profiling).
+        #[arg(long)]
+        in_process_only: bool,
     },
 }
 
@@ -140,9 +143,9 @@ async fn run(cli: Cli) -> Result<(), ExitCode> {
             eprintln!("lakehouse: shut down");
             Ok(())
         }
-        Command::Bench { what: BenchCommand::Vectors { dataset, rows, dims, queries, k, m, ef_construction, ef, seed, no_python } } => {
+        Command::Bench { what: BenchCommand::Vectors { dataset, rows, dims, queries, k, m, ef_construction, ef, seed, no_python, in_process_only } } => {
             let ef_search: Vec<usize> = ef.split(',').filter_map(|x| x.trim().parse().ok()).collect();
-            let opts = lakehouse::bench::VectorBench { dataset, rows, dims, queries, k, m, ef_construction, ef_search, seed, no_python };
+            let opts = lakehouse::bench::VectorBench { dataset, rows, dims, queries, k, m, ef_construction, ef_search, seed, no_python, in_process_only };
             if let Err(e) = lakehouse::bench::vectors(opts).await {
                 eprintln!("ERROR:  {}: {e}", e.sqlstate());
                 return Err(ExitCode::from(1));

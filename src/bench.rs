@@ -388,6 +388,14 @@ pub async fn vectors(o: VectorBench) -> Result<()> {
     println!("lakehouse build: {:.1} s on {} threads (CREATE INDEX, incl. reading the table)", t.elapsed().as_secs_f64(), std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
     s.take_notices();
     let index = engine.index("bench_idx").ok_or_else(|| Error::Internal("index missing after build".into()))?;
+    // Searches answer row positions; the table's row order is CTAS's, so map to `id`.
+    let ids_of_rows: Vec<usize> = {
+        let rows = index.rows();
+        let col = rows.batch.column_by_name("id").ok_or_else(|| Error::Internal("no id column".into()))?;
+        let ids = col.as_any().downcast_ref::<Int64Array>().ok_or_else(|| Error::Internal("id is not bigint".into()))?;
+        ids.values().iter().map(|v| *v as usize).collect()
+    };
+    let to_ids = |found: Vec<usize>| -> Vec<usize> { found.into_iter().map(|r| ids_of_rows[r]).collect() };
 
     // In-process: the index alone, no SQL.
     println!();
@@ -395,7 +403,7 @@ pub async fn vectors(o: VectorBench) -> Result<()> {
         let t = Instant::now();
         let mut found = Vec::with_capacity(nq);
         for q in queries.chunks_exact(dims) {
-            found.push(index.search(q, o.k, ef, None)?.into_iter().map(|(i, _)| i).collect::<Vec<_>>());
+            found.push(to_ids(index.search(q, o.k, ef, None)?.into_iter().map(|(i, _)| i).collect::<Vec<_>>()));
         }
         let dt = t.elapsed().as_secs_f64();
         println!("{:<22} ef {ef:>4}  recall@{} {:.3}  QPS {:>9.0}", "lakehouse in-process", o.k, recall(&found, &truth, o.k), nq as f64 / dt);
@@ -405,7 +413,7 @@ pub async fn vectors(o: VectorBench) -> Result<()> {
         let t = Instant::now();
         let mut found = Vec::with_capacity(nq);
         for q in queries.chunks_exact(dims) {
-            found.push(index.search_with_library(q, o.k, ef));
+            found.push(to_ids(index.search_with_library(q, o.k, ef)));
         }
         let dt = t.elapsed().as_secs_f64();
         println!("{:<22} ef {ef:>4}  recall@{} {:.3}  QPS {:>9.0}", "hnsw_rs search", o.k, recall(&found, &truth, o.k), nq as f64 / dt);

@@ -78,7 +78,7 @@ impl Engine {
         if let Err(e) = check_values(&q) {
             return Some(Err(e));
         }
-        let ef = ef_search(session.ctx.state().config_options());
+        let ef = ef_search(session.ctx.state_ref().read().config_options());
         let run = || -> Result<RecordBatch> {
             let found = index.search(&q, fast.k, ef, None)?;
             let ids: Vec<usize> = found.iter().map(|(i, _)| *i).collect();

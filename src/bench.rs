@@ -35,6 +35,8 @@ pub struct VectorBench {
     pub no_python: bool,
     /// Stop after the in-process searches (for profiling them).
     pub in_process_only: bool,
+    /// Times each in-process query set is run (a profile of searches needs many).
+    pub passes: usize,
 }
 
 /// SplitMix64: small, seeded, reproducible everywhere.
@@ -60,17 +62,32 @@ impl Rng {
     }
 }
 
-/// `n + nq` clustered points: 100 Gaussian centres, spread 0.35 around each.
+/// `n + nq` clustered points with low intrinsic dimension, as embeddings have: 100
+/// Gaussian centres in a 16-d latent space, points spread 0.5 around them, mapped to
+/// `d` dimensions by a random projection, plus isotropic noise 0.05. (Calibrated so
+/// hnswlib, M 16, reaches recall@10 ≈ 0.96 at ef 16 on 100k × 128, the reference
+/// setting of issue #3.)
 fn synthetic(n: usize, nq: usize, d: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    const LATENT: usize = 16;
     let mut rng = Rng(seed);
     let clusters = 100;
-    let centres: Vec<f32> = (0..clusters * d).map(|_| rng.normal()).collect();
+    let centres: Vec<f32> = (0..clusters * LATENT).map(|_| rng.normal()).collect();
+    let scale = 1.0 / (LATENT as f32).sqrt();
+    let proj: Vec<f32> = (0..LATENT * d).map(|_| rng.normal() * scale).collect();
     let mut draw = |count: usize| -> Vec<f32> {
         let mut out = Vec::with_capacity(count * d);
+        let mut z = [0f32; LATENT];
         for _ in 0..count {
             let c = (rng.next_u64() % clusters as u64) as usize;
+            for (l, zl) in z.iter_mut().enumerate() {
+                *zl = centres[c * LATENT + l] + 0.5 * rng.normal();
+            }
             for j in 0..d {
-                out.push(centres[c * d + j] + 0.35 * rng.normal());
+                let mut x = 0.05 * rng.normal();
+                for (l, zl) in z.iter().enumerate() {
+                    x += zl * proj[l * d + j];
+                }
+                out.push(x);
             }
         }
         out
@@ -397,25 +414,40 @@ pub async fn vectors(o: VectorBench) -> Result<()> {
     };
     let to_ids = |found: Vec<usize>| -> Vec<usize> { found.into_iter().map(|r| ids_of_rows[r]).collect() };
 
-    // In-process: the index alone, no SQL.
+    // In-process: the index alone, no SQL. One untimed pass first (page faults,
+    // thread-local buffers).
     println!();
+    for q in queries.chunks_exact(dims) {
+        index.search(q, o.k, o.ef_search[0], None)?;
+    }
+    let passes = o.passes.max(1);
     for &ef in &o.ef_search {
         let t = Instant::now();
         let mut found = Vec::with_capacity(nq);
-        for q in queries.chunks_exact(dims) {
-            found.push(to_ids(index.search(q, o.k, ef, None)?.into_iter().map(|(i, _)| i).collect::<Vec<_>>()));
+        for pass in 0..passes {
+            for q in queries.chunks_exact(dims) {
+                let r = index.search(q, o.k, ef, None)?;
+                if pass == 0 {
+                    found.push(to_ids(r.into_iter().map(|(i, _)| i).collect::<Vec<_>>()));
+                }
+            }
         }
-        let dt = t.elapsed().as_secs_f64();
+        let dt = t.elapsed().as_secs_f64() / passes as f64;
         println!("{:<22} ef {ef:>4}  recall@{} {:.3}  QPS {:>9.0}", "lakehouse in-process", o.k, recall(&found, &truth, o.k), nq as f64 / dt);
     }
     // The same graph through hnsw_rs's own search (what the flat search replaces).
     for &ef in &o.ef_search {
         let t = Instant::now();
         let mut found = Vec::with_capacity(nq);
-        for q in queries.chunks_exact(dims) {
-            found.push(to_ids(index.search_with_library(q, o.k, ef)));
+        for pass in 0..passes {
+            for q in queries.chunks_exact(dims) {
+                let r = index.search_with_library(q, o.k, ef);
+                if pass == 0 {
+                    found.push(to_ids(r));
+                }
+            }
         }
-        let dt = t.elapsed().as_secs_f64();
+        let dt = t.elapsed().as_secs_f64() / passes as f64;
         println!("{:<22} ef {ef:>4}  recall@{} {:.3}  QPS {:>9.0}", "hnsw_rs search", o.k, recall(&found, &truth, o.k), nq as f64 / dt);
     }
 

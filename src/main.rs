@@ -82,6 +82,9 @@ enum BenchCommand {
         /// Stop after the in-process searches (profiling).
         #[arg(long)]
         in_process_only: bool,
+        /// Run each in-process query set this many times (profiling).
+        #[arg(long, default_value_t = 1)]
+        passes: usize,
     },
 }
 
@@ -143,9 +146,9 @@ async fn run(cli: Cli) -> Result<(), ExitCode> {
             eprintln!("lakehouse: shut down");
             Ok(())
         }
-        Command::Bench { what: BenchCommand::Vectors { dataset, rows, dims, queries, k, m, ef_construction, ef, seed, no_python, in_process_only } } => {
+        Command::Bench { what: BenchCommand::Vectors { dataset, rows, dims, queries, k, m, ef_construction, ef, seed, no_python, in_process_only, passes } } => {
             let ef_search: Vec<usize> = ef.split(',').filter_map(|x| x.trim().parse().ok()).collect();
-            let opts = lakehouse::bench::VectorBench { dataset, rows, dims, queries, k, m, ef_construction, ef_search, seed, no_python, in_process_only };
+            let opts = lakehouse::bench::VectorBench { dataset, rows, dims, queries, k, m, ef_construction, ef_search, seed, no_python, in_process_only, passes };
             if let Err(e) = lakehouse::bench::vectors(opts).await {
                 eprintln!("ERROR:  {}: {e}", e.sqlstate());
                 return Err(ExitCode::from(1));

@@ -109,9 +109,10 @@ fn read_npy_f32(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
         (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
     };
     let header = String::from_utf8_lossy(&bytes[start..start + hlen]).to_string();
-    if !header.contains("'<f4'") || header.contains("'fortran_order': True") {
-        return Err(Error::DataException(format!("{}: expected a C-order float32 matrix, header {header}", path.display())));
+    if !header.contains("'<f4'") {
+        return Err(Error::DataException(format!("{}: expected a float32 matrix, header {header}", path.display())));
     }
+    let fortran = header.contains("'fortran_order': True");
     let shape = header
         .split("'shape': (")
         .nth(1)
@@ -121,11 +122,21 @@ fn read_npy_f32(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
     let [rows, cols] = dims[..] else {
         return Err(Error::DataException(format!("expected a 2-d matrix, shape ({shape})")));
     };
-    let data: Vec<f32> = bytes[start + hlen..]
+    let raw: Vec<f32> = bytes[start + hlen..]
         .chunks_exact(4)
         .take(rows * cols)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
+    if !fortran {
+        return Ok((raw, rows, cols));
+    }
+    // Column-major on disk: transpose to rows.
+    let mut data = vec![0f32; rows * cols];
+    for j in 0..cols {
+        for i in 0..rows {
+            data[i * cols + j] = raw[j * rows + i];
+        }
+    }
     Ok((data, rows, cols))
 }
 

@@ -320,6 +320,15 @@ fn literal_to_vector(e: Expr) -> DfResult<Expr> {
     }
 }
 
+/// Arity check plus per-argument vector check, shared by the functions below.
+fn coerce_vectors(fname: &str, arg_types: &[DataType], arity: usize) -> DfResult<Vec<DataType>> {
+    if arg_types.len() != arity {
+        let what = if arity == 1 { "one vector" } else { "two vectors" };
+        return Err(Error::UnknownFunction(format!("{fname} takes {what}")).into_datafusion());
+    }
+    arg_types.iter().map(|t| vector_arg_type(t, fname)).collect()
+}
+
 fn dims_mismatch(a: usize, b: usize) -> DataFusionError {
     Error::DataException(format!("different vector dimensions {a} and {b}")).into_datafusion()
 }
@@ -334,10 +343,7 @@ impl ScalarUDFImpl for DistanceFn {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
-        if arg_types.len() != 2 {
-            return Err(Error::UnknownFunction(format!("{} takes two vectors", self.name)).into_datafusion());
-        }
-        arg_types.iter().map(|t| vector_arg_type(t, self.name)).collect()
+        coerce_vectors(self.name, arg_types, 2)
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
@@ -421,10 +427,7 @@ impl ScalarUDFImpl for UnaryFn {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
-        if arg_types.len() != 1 {
-            return Err(Error::UnknownFunction(format!("{} takes one vector", self.name)).into_datafusion());
-        }
-        arg_types.iter().map(|t| vector_arg_type(t, self.name)).collect()
+        coerce_vectors(self.name, arg_types, 1)
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {

@@ -24,6 +24,11 @@ use crate::udf::vector::{Vectors, check_values};
 #[derive(Debug, Clone)]
 pub struct FastKnn {
     index: String,
+    /// What the index was when recognised: a later index of the same name on another
+    /// table, column or metric must not answer this statement.
+    table: String,
+    column: String,
+    metric: String,
     k: usize,
     /// Output column i is the table's column `columns[i]`.
     columns: Vec<String>,
@@ -67,13 +72,24 @@ pub fn recognise(plan: &LogicalPlan, param: &ScalarValue, schema: &SchemaRef) ->
     if columns.len() != schema.fields().len() || columns.iter().any(|c| node.schema.field_with_unqualified_name(c).is_err()) {
         return None;
     }
-    Some(FastKnn { index: node.index.clone(), k, columns })
+    Some(FastKnn {
+        index: node.index.clone(),
+        table: node.table.table().to_string(),
+        column: node.column.clone(),
+        metric: node.metric.clone(),
+        k,
+        columns,
+    })
 }
 
 impl Engine {
     /// Run a recognised k-NN statement; None when the normal path must run instead.
     pub(super) fn run_fast_knn(&self, session: &Session, fast: &FastKnn, schema: &SchemaRef, param: &ScalarValue) -> Option<Result<QueryResult>> {
         let index = self.indexes.get(&fast.index)?;
+        let r = index.record();
+        if r.table != fast.table || r.column != fast.column || r.metric.as_str() != fast.metric {
+            return None;
+        }
         let q = vector_of(param)?;
         if let Err(e) = check_values(&q) {
             return Some(Err(e));

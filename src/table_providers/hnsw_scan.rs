@@ -61,6 +61,8 @@ pub fn ef_search(options: &datafusion::config::ConfigOptions) -> usize {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HnswScanNode {
     pub index: String,
+    /// The indexed column (with `table` and `metric`, what the index must still be).
+    pub column: String,
     pub metric: String,
     pub table: TableReference,
     pub query: ScalarValue,
@@ -175,8 +177,10 @@ impl HnswRewrite {
                         filters.push(f.clone());
                     }
                 }
+                let record = index.record();
                 let node = HnswScanNode {
-                    index: index.record().name,
+                    index: record.name.clone(),
+                    column: record.column.clone(),
                     metric: metric.as_str().into(),
                     table: ts.table_name.clone(),
                     query: q.clone(),

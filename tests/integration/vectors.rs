@@ -132,6 +132,11 @@ async fn vectors_travel_as_float4_arrays_and_bind_as_parameters() {
         let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
         assert_eq!(ids, vec![1, 3]);
     }
+    // Another index under the same name (cosine) must not answer the L2 statement.
+    c.batch_execute("DROP INDEX items_idx; CREATE INDEX items_idx ON items USING hnsw (emb vector_cosine_ops);").await.unwrap();
+    let rows = c.query(&stmt, &[&vec![1.0f32, 2.0, 4.0]]).await.unwrap();
+    let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(ids, vec![1, 3], "L2 order, not cosine (1, 2)");
     // The same with pgvector's text form, as a driver without array support sends it.
     let rows = c.query("SELECT id FROM items ORDER BY emb <-> $1::text LIMIT 1", &[&"[4,5,6.5]"]).await.unwrap();
     assert_eq!(rows[0].get::<_, i64>(0), 2);

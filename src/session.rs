@@ -42,13 +42,6 @@ pub const DEFAULTS: &[(&str, &str, &str)] = &[
     ("transaction_read_only", "off", "current transaction is read-only"),
 ];
 
-/// DataFusion's defaults plus our config extensions.
-pub fn default_options() -> datafusion::config::ConfigOptions {
-    let mut o = datafusion::config::ConfigOptions::default();
-    o.extensions.insert(crate::table_providers::hnsw_scan::HnswOptions::default());
-    o
-}
-
 pub struct Session {
     pub id: String,
     pub user: String,
@@ -56,6 +49,9 @@ pub struct Session {
     pub ctx: SessionContext,
     vars: Mutex<BTreeMap<String, String>>,
     notices: Mutex<Vec<String>>,
+    /// The options the session started with (the engine's: default catalog and
+    /// schema, our extensions), which RESET returns to — not DataFusion's defaults.
+    initial: datafusion::config::ConfigOptions,
 }
 
 impl std::fmt::Debug for Session {
@@ -77,7 +73,8 @@ fn canonical(name: &str) -> String {
 
 impl Session {
     pub fn new(id: String, user: String, database: String, ctx: SessionContext) -> Session {
-        Session { id, user, database, ctx, vars: Mutex::default(), notices: Mutex::default() }
+        let initial = ctx.state_ref().read().config_options().as_ref().clone();
+        Session { id, user, database, ctx, vars: Mutex::default(), notices: Mutex::default(), initial }
     }
 
     pub fn notice(&self, msg: impl Into<String>) {
@@ -175,7 +172,7 @@ impl Session {
                 vars.clear();
                 let state = self.ctx.state_ref();
                 let mut state = state.write();
-                *state.config_mut().options_mut() = default_options();
+                *state.config_mut().options_mut() = self.initial.clone();
                 Ok(())
             }
             Some(n) if n == "hnsw.ef_search" => {
@@ -183,7 +180,8 @@ impl Session {
                 self.set(&n, &crate::table_providers::hnsw_scan::HnswOptions::default().ef_search.to_string())
             }
             Some(n) if Self::is_datafusion(&n) => {
-                let default = default_options()
+                let default = self
+                    .initial
                     .entries()
                     .into_iter()
                     .find(|e| e.key == n)

@@ -432,35 +432,27 @@ pub async fn vectors(o: VectorBench) -> Result<()> {
         index.search(q, o.k, o.ef_search[0], None)?;
     }
     let passes = o.passes.max(1);
-    for &ef in &o.ef_search {
-        let t = Instant::now();
-        let mut found = Vec::with_capacity(nq);
-        for pass in 0..passes {
-            for q in queries.chunks_exact(dims) {
-                let r = index.search(q, o.k, ef, None)?;
-                if pass == 0 {
-                    found.push(to_ids(r.into_iter().map(|(i, _)| i).collect::<Vec<_>>()));
+    // Time `search` (row positions, closest first) over the query set at each ef.
+    let time_searches = |label: &str, search: &dyn Fn(&[f32], usize) -> Result<Vec<usize>>| -> Result<()> {
+        for &ef in &o.ef_search {
+            let t = Instant::now();
+            let mut found = Vec::with_capacity(nq);
+            for pass in 0..passes {
+                for q in queries.chunks_exact(dims) {
+                    let r = search(q, ef)?;
+                    if pass == 0 {
+                        found.push(to_ids(r));
+                    }
                 }
             }
+            let dt = t.elapsed().as_secs_f64() / passes as f64;
+            println!("{label:<22} ef {ef:>4}  recall@{} {:.3}  QPS {:>9.0}", o.k, recall(&found, &truth, o.k), nq as f64 / dt);
         }
-        let dt = t.elapsed().as_secs_f64() / passes as f64;
-        println!("{:<22} ef {ef:>4}  recall@{} {:.3}  QPS {:>9.0}", "lakehouse in-process", o.k, recall(&found, &truth, o.k), nq as f64 / dt);
-    }
+        Ok(())
+    };
+    time_searches("lakehouse in-process", &|q, ef| Ok(index.search(q, o.k, ef, None)?.into_iter().map(|(i, _)| i).collect()))?;
     // The same graph through hnsw_rs's own search (what the flat search replaces).
-    for &ef in &o.ef_search {
-        let t = Instant::now();
-        let mut found = Vec::with_capacity(nq);
-        for pass in 0..passes {
-            for q in queries.chunks_exact(dims) {
-                let r = index.search_with_library(q, o.k, ef);
-                if pass == 0 {
-                    found.push(to_ids(r));
-                }
-            }
-        }
-        let dt = t.elapsed().as_secs_f64() / passes as f64;
-        println!("{:<22} ef {ef:>4}  recall@{} {:.3}  QPS {:>9.0}", "hnsw_rs search", o.k, recall(&found, &truth, o.k), nq as f64 / dt);
-    }
+    time_searches("hnsw_rs search", &|q, ef| Ok(index.search_with_library(q, o.k, ef)))?;
 
     if o.in_process_only {
         let _ = std::fs::remove_dir_all(&dir);

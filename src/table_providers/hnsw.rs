@@ -90,9 +90,10 @@ impl Graph {
         })
     }
 
-    fn insert(&self, points: &[(&[f32], usize)]) {
-        let v: Vec<(&[f32], usize)> = points.to_vec();
-        each_graph!(self, g => g.parallel_insert_slice(&v))
+    // hnsw_rs takes &Vec here.
+    #[allow(clippy::ptr_arg)]
+    fn insert(&self, points: &Vec<(&[f32], usize)>) {
+        each_graph!(self, g => g.parallel_insert_slice(points))
     }
 
     fn search(&self, q: &[f32], k: usize, ef: usize, filter: Option<&dyn Fn(&usize) -> bool>) -> Vec<usize> {
@@ -465,7 +466,7 @@ impl HnswIndex {
             None => {
                 let ef = ef_search.max(k);
                 match &flat {
-                    Some(f) => self.flat_search(f, &gq, k, ef, None),
+                    Some(f) => self.flat_search(f, metric, &gq, k, ef, None),
                     None => {
                         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.graph.search(&gq, k, ef, None)));
                         r.map_err(|_| Error::Internal("the HNSW library panicked while searching".into()))?
@@ -482,7 +483,7 @@ impl HnswIndex {
                 let mut ef = ef_search.max(k);
                 loop {
                     let found = match &flat {
-                        Some(f) => self.flat_search(f, &gq, k, ef, Some(&|id: usize| allowed(&id))),
+                        Some(f) => self.flat_search(f, metric, &gq, k, ef, Some(&|id: usize| allowed(&id))),
                         None => {
                             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.graph.search(&gq, k, ef, Some(&allowed))));
                             r.map_err(|_| Error::Internal("the HNSW library panicked while searching".into()))?
@@ -510,8 +511,8 @@ impl HnswIndex {
         Ok(out)
     }
 
-    fn flat_search(&self, flat: &FlatGraph, gq: &[f32], k: usize, ef: usize, keep: Option<&dyn Fn(usize) -> bool>) -> Vec<usize> {
-        match self.metric() {
+    fn flat_search(&self, flat: &FlatGraph, metric: Metric, gq: &[f32], k: usize, ef: usize, keep: Option<&dyn Fn(usize) -> bool>) -> Vec<usize> {
+        match metric {
             Metric::Cosine => flat.search(gq, k, ef, |a, b| 1.0 - distance::dot(a, b), keep),
             Metric::Ip => {
                 let shift = self.shift;

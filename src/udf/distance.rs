@@ -34,8 +34,10 @@ fn madd<const FMA: bool>(x: f32, y: f32, acc: f32) -> f32 {
     if FMA { x.mul_add(y, acc) } else { acc + x * y }
 }
 
+/// `Σ lane(a_i, b_i)` over [`LANES`] independent accumulators (what lets the compiler
+/// vectorise), then the remainder with `tail`.
 #[inline(always)]
-fn dot_impl<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
+fn fold_lanes(a: &[f32], b: &[f32], lane: impl Fn(f32, f32, f32) -> f32, tail: impl Fn(f32, f32, f32) -> f32) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0f32; LANES];
@@ -43,54 +45,41 @@ fn dot_impl<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
     let (bc, br) = b.as_chunks::<LANES>();
     for (x, y) in ac.iter().zip(bc) {
         for l in 0..LANES {
-            acc[l] = madd::<FMA>(x[l], y[l], acc[l]);
+            acc[l] = lane(x[l], y[l], acc[l]);
         }
     }
     let mut s: f32 = acc.iter().sum();
     for (x, y) in ar.iter().zip(br) {
-        s += x * y;
+        s = tail(*x, *y, s);
     }
     s
+}
+
+#[inline(always)]
+fn dot_impl<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
+    fold_lanes(a, b, madd::<FMA>, |x, y, s| s + x * y)
 }
 
 #[inline(always)]
 fn l2_squared_impl<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; LANES];
-    let (ac, ar) = a.as_chunks::<LANES>();
-    let (bc, br) = b.as_chunks::<LANES>();
-    for (x, y) in ac.iter().zip(bc) {
-        for l in 0..LANES {
-            let d = x[l] - y[l];
-            acc[l] = madd::<FMA>(d, d, acc[l]);
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for (x, y) in ar.iter().zip(br) {
-        let d = x - y;
-        s += d * d;
-    }
-    s
+    fold_lanes(
+        a,
+        b,
+        |x, y, acc| {
+            let d = x - y;
+            madd::<FMA>(d, d, acc)
+        },
+        |x, y, s| {
+            let d = x - y;
+            s + d * d
+        },
+    )
 }
 
 #[inline(always)]
 fn l1_impl<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; LANES];
-    let (ac, ar) = a.as_chunks::<LANES>();
-    let (bc, br) = b.as_chunks::<LANES>();
-    for (x, y) in ac.iter().zip(bc) {
-        for l in 0..LANES {
-            acc[l] += (x[l] - y[l]).abs();
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for (x, y) in ar.iter().zip(br) {
-        s += (x - y).abs();
-    }
-    s
+    let step = |x: f32, y: f32, acc: f32| acc + (x - y).abs();
+    fold_lanes(a, b, step, step)
 }
 
 #[inline(always)]

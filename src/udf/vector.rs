@@ -466,7 +466,8 @@ pub fn rewrite_vector_casts(e: Expr) -> DfResult<Expr> {
 }
 
 fn rewrite_vector_casts_transformed(e: Expr) -> DfResult<Transformed<Expr>> {
-    let udf = Arc::new(vector_udf());
+    // Runs over every expression of every plan: build the UDF only when a cast is found.
+    let mut udf: Option<Arc<ScalarUDF>> = None;
     e.transform_up(|e| {
         let (inner, field) = match e {
             Expr::Cast(c) if cast_target_dims(c.field.data_type()).is_some() => (c.expr, c.field),
@@ -474,8 +475,9 @@ fn rewrite_vector_casts_transformed(e: Expr) -> DfResult<Transformed<Expr>> {
             other => return Ok(Transformed::no(other)),
         };
         let dims = cast_target_dims(field.data_type()).unwrap_or(0);
+        let udf = udf.get_or_insert_with(|| Arc::new(vector_udf())).clone();
         Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
-            udf.clone(),
+            udf,
             vec![*inner, Expr::Literal(ScalarValue::Int64(Some(dims as i64)), None)],
         ))))
     })

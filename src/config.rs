@@ -15,6 +15,13 @@
 //! [[auth.users]]
 //! name = "alice"
 //! password_env = "ALICE_PASSWORD"          # or password = "…" (keep the file private)
+//!
+//! [[models]]                               # embedding models (as CALL create_model)
+//! name = "nomic"
+//! provider = "ollama"                      # ollama | openai | local | hash
+//! base_url = "http://127.0.0.1:11434"
+//! model = "nomic-embed-text"
+//! dims = 768                               # HTTP models: else probed at first use
 //! ```
 
 use std::net::SocketAddr;
@@ -37,6 +44,9 @@ pub struct Config {
     pub storage: StorageConfig,
     #[serde(default)]
     pub auth: AuthConfig,
+    /// Embedding models declared here (`[[models]]`, same fields as create_model).
+    #[serde(default)]
+    pub models: Vec<crate::catalog::models::ModelRecord>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -182,6 +192,9 @@ impl Config {
         }
         if self.server.max_message_bytes < 1024 {
             return Err(Error::Configuration("[server] max_message_bytes must be at least 1024".into()));
+        }
+        for m in &self.models {
+            m.validate().map_err(|e| Error::Configuration(format!("[[models]] {}: {e}", m.name)))?;
         }
         for u in &self.auth.users {
             if u.password.is_some() == u.password_env.is_some() {

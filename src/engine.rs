@@ -45,6 +45,9 @@ pub use crate::session::Session;
 /// The default catalog (database) name, and the schema datasets live in.
 pub const CATALOG_NAME: &str = "lakehouse";
 pub const DATA_SCHEMA: &str = "public";
+/// Session settings of `embed()`.
+pub const EMBED_MODEL_SETTING: &str = "embedding.default_model";
+pub const EMBED_BATCH_SETTING: &str = "embedding.batch_size";
 
 /// What one statement produced.
 pub enum QueryResult {
@@ -109,6 +112,7 @@ pub struct Prepared {
 
 pub struct Engine {
     config: Config,
+    models: Arc<crate::embedding::Models>,
     indexes: Arc<IndexRegistry>,
     catalog: Arc<Catalog>,
     template: SessionContext,
@@ -118,6 +122,21 @@ pub struct Engine {
     /// DDL that touches the catalog runs one at a time.
     ddl: tokio::sync::Mutex<()>,
     executor: crate::executor::Executor,
+}
+
+/// pg_catalog's tables hold the template context that holds them (a reference
+/// cycle): break it so a dropped engine frees its catalog and data-directory lock
+/// (an engine reopened in the same process, as tests and embedders do).
+impl Drop for Engine {
+    fn drop(&mut self) {
+        for name in self.template.catalog_names() {
+            if let Some(c) = self.template.catalog(&name) {
+                for schema in c.schema_names() {
+                    let _ = c.deregister_schema(&schema, true);
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -142,6 +161,7 @@ impl Engine {
             .with_information_schema(true)
             .with_option_extension(HnswOptions::default());
         let indexes = Arc::new(IndexRegistry::default());
+        let models = Arc::new(crate::embedding::Models::new(catalog.clone(), config.models.clone())?);
         let template = SessionContext::new_with_state(Self::state_builder(session_config, &indexes).build());
         let catalog_provider: Arc<dyn CatalogProvider> = template
             .catalog(CATALOG_NAME)
@@ -149,7 +169,7 @@ impl Engine {
         let data_schema = catalog_provider
             .schema(DATA_SCHEMA)
             .ok_or_else(|| Error::Internal("default schema missing".into()))?;
-        crate::table_providers::register_all(&catalog_provider, &catalog)?;
+        crate::table_providers::register_all(&catalog_provider, &catalog, &models)?;
         datafusion_pg_catalog::setup_pg_catalog(&template, CATALOG_NAME, EmptyContextProvider)
             .map_err(|e| Error::from_datafusion(*e))?;
         {
@@ -162,9 +182,11 @@ impl Engine {
         }
         crate::udf::register_all(&template);
         template.register_udtf("vector_search", Arc::new(crate::udf::vector_search::VectorSearch::new(indexes.clone())));
+        template.register_udf(crate::udf::embed::EmbedUdf::udf(models.clone(), crate::catalog::models::BUILTIN, crate::catalog::models::DEFAULT_BATCH));
 
         let engine = Engine {
             indexes,
+            models,
             config,
             catalog,
             template,
@@ -204,6 +226,30 @@ impl Engine {
 
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
+    }
+
+    /// The embedding models (registry, loaded providers, cache).
+    pub fn models(&self) -> &Arc<crate::embedding::Models> {
+        &self.models
+    }
+
+    /// Re-register the session's `embed` with its current default model and batch size.
+    fn sync_embed(&self, session: &Session) {
+        let model = session.get(EMBED_MODEL_SETTING).unwrap_or_else(|_| crate::catalog::models::BUILTIN.into());
+        let batch = session.get(EMBED_BATCH_SETTING).ok().and_then(|b| b.parse().ok()).unwrap_or(crate::catalog::models::DEFAULT_BATCH);
+        session.ctx.register_udf(crate::udf::embed::EmbedUdf::udf(self.models.clone(), &model, batch));
+    }
+
+    /// Before planning: embed the text query of `vector_search` on a text index.
+    async fn prepare_statement(&self, session: &Session, statement: DFStatement) -> Result<DFStatement> {
+        let _ = session;
+        match statement {
+            DFStatement::Statement(mut s) => {
+                crate::udf::vector_search::embed_text_queries(&mut s, &self.indexes, &self.models).await?;
+                Ok(DFStatement::Statement(s))
+            }
+            other => Ok(other),
+        }
     }
 
     /// A loaded index (benchmarks and tools search it without SQL).
@@ -361,7 +407,8 @@ impl Engine {
         let (plan, schema) = match self.command_schema(&statement) {
             Some(schema) => (None, schema),
             None => {
-                let plan = session.ctx.state().statement_to_plan(strip_options(self.vector_values(statement.clone())).0).await?;
+                let prepared = self.prepare_statement(session, self.vector_values(statement.clone())).await?;
+                let plan = session.ctx.state().statement_to_plan(strip_options(prepared).0).await?;
                 let schema = match &plan {
                     LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) => None,
                     LogicalPlan::Copy(_) => None,
@@ -461,6 +508,7 @@ impl Engine {
         if let DFStatement::Reset(datafusion::sql::parser::ResetStatement::Variable(name)) = &statement {
             let name = name.to_string();
             session.reset(if name.eq_ignore_ascii_case("all") { None } else { Some(&name) })?;
+            self.sync_embed(session);
             return Ok(QueryResult::command("RESET"));
         }
         if let DFStatement::Statement(s) = &statement {
@@ -473,6 +521,7 @@ impl Engine {
                 Statement::ShowVariable { variable } => return self.show(session, &show_name(variable)),
                 Statement::Discard { .. } => {
                     session.reset(None)?;
+                    self.sync_embed(session);
                     session.take_notices();
                     return Ok(QueryResult::command("DISCARD ALL"));
                 }
@@ -483,12 +532,15 @@ impl Engine {
                 _ => {}
             }
         }
-        let (statement_plain, bucket) = strip_options(self.vector_values(statement.clone()));
+        let prepared = self.prepare_statement(session, self.vector_values(statement.clone())).await?;
+        let (statement_plain, bucket) = strip_options(prepared);
         let plan = session.ctx.state().statement_to_plan(statement_plain).await?;
         self.run_plan(session, plan, &statement, bucket).await
     }
 
     async fn run_plan(&self, session: &Session, plan: LogicalPlan, statement: &DFStatement, bucket: Option<String>) -> Result<QueryResult> {
+        let default_model = session.get(EMBED_MODEL_SETTING).unwrap_or_else(|_| crate::catalog::models::BUILTIN.into());
+        let plan = crate::udf::embed::fold_constant_calls(plan, &self.models, &default_model).await?;
         if let LogicalPlan::Dml(DmlStatement { op, table_name, .. }) = &plan {
             if !matches!(op, WriteOp::Ctas) {
                 let target = self.dataset_name(table_name).ok();
@@ -561,6 +613,20 @@ impl Engine {
     }
 
     fn set(&self, session: &Session, set: &Set) -> Result<QueryResult> {
+        let r = self.set_inner(session, set);
+        self.sync_embed(session);
+        r
+    }
+
+    /// Settings the engine checks before the session stores them.
+    fn check_setting(&self, name: &str, value: &str) -> Result<()> {
+        if name.eq_ignore_ascii_case(EMBED_MODEL_SETTING) {
+            self.models.dims(value)?;
+        }
+        Ok(())
+    }
+
+    fn set_inner(&self, session: &Session, set: &Set) -> Result<QueryResult> {
         match set {
             Set::SingleAssignment { variable, values, .. } => {
                 let name = variable.to_string();
@@ -568,13 +634,16 @@ impl Engine {
                     session.reset(Some(&name))?;
                 } else {
                     let value = values.iter().map(setting_value).collect::<Result<Vec<_>>>()?.join(", ");
+                    self.check_setting(&name, &value)?;
                     session.set(&name, &value)?;
                 }
             }
             Set::SetTimeZone { value, .. } => session.set("timezone", &setting_value(value)?)?,
             Set::MultipleAssignments { assignments } => {
                 for a in assignments {
-                    session.set(&a.name.to_string(), &setting_value(&a.value)?)?;
+                    let (name, value) = (a.name.to_string(), setting_value(&a.value)?);
+                    self.check_setting(&name, &value)?;
+                    session.set(&name, &value)?;
                 }
             }
             // SET NAMES, SET ROLE, SET SESSION CHARACTERISTICS, SET TRANSACTION …:

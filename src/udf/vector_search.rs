@@ -1,6 +1,7 @@
 //! `vector_search('index', query, k)`: the k nearest rows of the index's table, with
 //! all of its columns plus `_distance`, closest first. Uses the session's
-//! `hnsw.ef_search`.
+//! `hnsw.ef_search`. On a text index the query may be text: it is embedded with the
+//! index's model before the statement is planned ([`embed_text_queries`]).
 
 use std::sync::Arc;
 
@@ -16,6 +17,14 @@ use crate::error::Error;
 use crate::table_providers::hnsw::IndexRegistry;
 use crate::table_providers::hnsw_scan::ef_search;
 
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    Expr as SqlExpr, FunctionArg, FunctionArgExpr, Statement, TableFactor, Value, VisitMut, VisitorMut,
+};
+
+use crate::embedding::Models;
+
 use super::vector::{Vectors, rewrite_vector_casts};
 
 #[derive(Debug)]
@@ -27,6 +36,81 @@ impl VectorSearch {
     pub fn new(registry: Arc<IndexRegistry>) -> Self {
         VectorSearch { registry }
     }
+}
+
+/// Replace the text query of every `vector_search('text_index', 'query text', k)` in
+/// `statement` by its embedding (table functions are planned synchronously, so the
+/// embedding — an HTTP call, a model run — happens here, before planning).
+pub async fn embed_text_queries(statement: &mut Statement, registry: &IndexRegistry, models: &Models) -> crate::error::Result<()> {
+    // Cheap test first: most statements have no vector_search at all.
+    let mut calls: Vec<(String, String)> = vec![];
+    let _ = for_each_table_function(statement, |name, args| {
+        if let Some(call) = text_query(registry, name, args) {
+            calls.push(call);
+        }
+    });
+    if calls.is_empty() {
+        return Ok(());
+    }
+    let mut vectors = std::collections::HashMap::new();
+    for (index, text) in calls {
+        let Some(model) = registry.get(&index).and_then(|i| i.record().model) else { continue };
+        let v = models.embed(&model, &[Some(text.as_str())], None).await?.pop().flatten();
+        let v = v.ok_or_else(|| Error::DataException("the query text is empty".into()))?;
+        vectors.insert((index, text), super::vector::to_text(&v));
+    }
+    let _ = for_each_table_function(statement, |name, args| {
+        if let Some(call) = text_query(registry, name, args) {
+            if let Some(v) = vectors.get(&call) {
+                args[1] = FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::value(Value::SingleQuotedString(v.clone()))));
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Call `f(function name, args)` for every table function in FROM clauses.
+fn for_each_table_function(statement: &mut Statement, mut f: impl FnMut(&str, &mut Vec<FunctionArg>)) -> ControlFlow<()> {
+    visit_table_factors_mut(statement, |tf| {
+        if let TableFactor::Table { name, args: Some(args), .. } = tf {
+            f(&name.to_string(), &mut args.args);
+        }
+        ControlFlow::Continue(())
+    })
+}
+
+fn string_arg(a: &FunctionArg) -> Option<String> {
+    match a {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Value(v))) => match &v.value {
+            Value::SingleQuotedString(s) | Value::EscapedStringLiteral(s) | Value::DollarQuotedString(datafusion::sql::sqlparser::ast::DollarQuotedString { value: s, .. }) => Some(s.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `(index, text)` when this is vector_search on a text index with a text (not vector) query.
+fn text_query(registry: &IndexRegistry, name: &str, args: &[FunctionArg]) -> Option<(String, String)> {
+    if !name.eq_ignore_ascii_case("vector_search") || args.len() < 2 {
+        return None;
+    }
+    let index = string_arg(&args[0])?;
+    let text = string_arg(&args[1])?;
+    let is_text_index = registry.get(&index)?.record().model.is_some();
+    (is_text_index && super::vector::parse_text(&text).is_err()).then_some((index, text))
+}
+
+struct TableFactors<F>(F);
+
+impl<F: FnMut(&mut TableFactor) -> ControlFlow<()>> VisitorMut for TableFactors<F> {
+    type Break = ();
+    fn pre_visit_table_factor(&mut self, tf: &mut TableFactor) -> ControlFlow<()> {
+        (self.0)(tf)
+    }
+}
+
+fn visit_table_factors_mut(statement: &mut Statement, f: impl FnMut(&mut TableFactor) -> ControlFlow<()>) -> ControlFlow<()> {
+    statement.visit(&mut TableFactors(f))
 }
 
 const USAGE: &str = "vector_search takes (index name, query vector, k): vector_search('items_emb_idx', '[1,2,3]', 10)";
@@ -59,6 +143,14 @@ impl TableFunctionImpl for VectorSearch {
         };
         let index = self.registry.get(&name).ok_or_else(|| unknown_index(&name).into_datafusion())?;
         let q = constant(&args, &exprs[1])?;
+        if let (Some(model), ScalarValue::Utf8(Some(t)) | ScalarValue::Utf8View(Some(t)) | ScalarValue::LargeUtf8(Some(t))) = (index.record().model, &q) {
+            if super::vector::parse_text(t).is_err() {
+                return Err(Error::InvalidParameter(format!(
+                    "vector_search on text index {name} needs its query text as a literal (it is embedded before planning); with a bound parameter use ORDER BY over embed('{model}', $1) or pass the vector"
+                ))
+                .into_datafusion());
+            }
+        }
         let q = Vectors::from_array(&q.to_array_of_size(1)?)
             .map_err(Error::into_datafusion)?
             .get(0)

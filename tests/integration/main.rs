@@ -1,5 +1,7 @@
 //! Integration tests over the wire: one binary, modules inside (compile time).
 
+mod embeddings;
+mod fake_embed;
 mod psql;
 mod restart;
 mod security;

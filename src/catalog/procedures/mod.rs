@@ -6,7 +6,9 @@
 //! like any query so psql shows what it did.
 
 mod create_bucket;
+mod create_model;
 mod drop_bucket;
+mod drop_model;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,10 +25,17 @@ use crate::error::{Error, Result};
 
 pub use create_bucket::CreateBucketProcedure;
 pub use drop_bucket::DropBucketProcedure;
+pub use create_model::CreateModelProcedure;
+pub use drop_model::DropModelProcedure;
 
 /// Every procedure, by SQL name.
 pub fn all() -> Vec<Arc<dyn Procedure>> {
-    vec![Arc::new(CreateBucketProcedure), Arc::new(DropBucketProcedure)]
+    vec![
+        Arc::new(CreateBucketProcedure),
+        Arc::new(DropBucketProcedure),
+        Arc::new(CreateModelProcedure),
+        Arc::new(DropModelProcedure),
+    ]
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -34,3 +34,17 @@ SELECT name, round(cosine_distance(emb, '[0, 1, 0.5]'), 4) AS cosine FROM items 
 SET hnsw.ef_search = 100;
 SELECT id, name, round(_distance, 4) AS distance FROM vector_search('items_emb_idx', '[0.1, 0.8, 0.3]', 2);
 SELECT name, "table", metric, params, rows, dims FROM lakehouse.indexes;
+
+-- Embeddings: text in, vectors out. The built-in model 'hash' is lexical (words and
+-- character trigrams hashed into 256 dimensions), not semantic, and needs no files or
+-- server; CALL create_model('minilm', provider => 'local', path => '…') or an
+-- Ollama/OpenAI server gives semantic vectors (see README).
+SELECT name, provider, dims, reachable FROM lakehouse.models;
+SELECT vector_dims(embed('a sentence to embed')) AS dims,
+       round(1 - cosine_distance(embed('nearest neighbour search'), embed('nearest-neighbour searches')), 3) AS similar,
+       round(1 - cosine_distance(embed('nearest neighbour search'), embed('quarterly revenue report')), 3) AS unrelated;
+-- A text index embeds the column (here with the session's default model, 'hash').
+CREATE INDEX docs_body_idx ON docs USING hnsw (body);
+SELECT id, title, round(_distance, 3) AS distance
+  FROM vector_search('docs_body_idx', 'indexes for nearest neighbour search', 2);
+SELECT name, "column", model, dims, rows FROM lakehouse.indexes WHERE model IS NOT NULL;

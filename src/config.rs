@@ -242,4 +242,15 @@ mod tests {
         assert!(Config::from_toml("[server]\nlisten = \"nope\"\n").is_err());
         assert!(Config::from_toml("[bogus]\n").is_err());
     }
+
+    #[test]
+    fn models_are_declared_and_checked() {
+        let c = Config::from_toml(
+            "[[models]]\nname = \"nomic\"\nprovider = \"ollama\"\nbase_url = \"http://127.0.0.1:11434\"\nmodel = \"nomic-embed-text\"\ndims = 768\n",
+        )
+        .unwrap();
+        assert_eq!(c.models[0].dims, Some(768));
+        assert!(Config::from_toml("[[models]]\nname = \"x\"\nprovider = \"ollama\"\n").is_err());
+        assert!(Config::from_toml("[[models]]\nname = \"x\"\nprovider = \"hash\"\napi_key = \"sk\"\n").is_err());
+    }
 }

@@ -161,7 +161,11 @@ impl Engine {
             .with_information_schema(true)
             .with_option_extension(HnswOptions::default());
         let indexes = Arc::new(IndexRegistry::default());
-        let models = Arc::new(crate::embedding::Models::new(catalog.clone(), config.models.clone())?);
+        let models = {
+            let mut m = crate::embedding::Models::new(catalog.clone(), config.models.clone())?;
+            m.learn_configured_dims().await;
+            Arc::new(m)
+        };
         let template = SessionContext::new_with_state(Self::state_builder(session_config, &indexes).build());
         let catalog_provider: Arc<dyn CatalogProvider> = template
             .catalog(CATALOG_NAME)

@@ -100,4 +100,13 @@ mod tests {
         assert_eq!(e.embed_one("CAT"), e.embed_one("cat"));
         assert_eq!(e.embed_one("!!!").len(), 256);
     }
+
+    /// Stored text indexes hold these vectors: they must not change between releases.
+    #[test]
+    fn vectors_are_stable() {
+        let v = HashEmbedder::new(256).embed_one("lakehouse embeds text");
+        let fingerprint: f64 = v.iter().enumerate().map(|(i, x)| (i as f64 + 1.0) * *x as f64).sum();
+        assert!((fingerprint - FINGERPRINT).abs() < 1e-4, "{fingerprint}");
+    }
+    const FINGERPRINT: f64 = -46.876985;
 }

@@ -117,6 +117,23 @@ impl Models {
         Ok(Models { catalog, configured: map, loaded: Default::default(), cache: Default::default(), http })
     }
 
+    /// Learn the dimension of `lakehouse.toml` HTTP models declared without `dims`
+    /// (one request each, at start). A server that is down leaves it unknown: the
+    /// model then fails with 08001 until a restart finds the server.
+    pub async fn learn_configured_dims(&mut self) {
+        let missing: Vec<ModelRecord> = self.configured.values().filter(|m| m.dims.is_none()).cloned().collect();
+        for rec in missing {
+            match self.probe(&rec).await {
+                Ok(d) => {
+                    if let Some(m) = self.configured.get_mut(&rec.name) {
+                        m.dims = Some(d);
+                    }
+                }
+                Err(e) => tracing::warn!("model {}: dimension unknown until its server answers at start: {e}", rec.name),
+            }
+        }
+    }
+
     /// The record of model `name` (42704 when there is none).
     pub fn record(&self, name: &str) -> Result<ModelRecord> {
         if name == BUILTIN {

@@ -304,3 +304,30 @@ async fn text_index_embeds_rows_searches_text_and_survives_restart() {
     let hit = rows(&engine, &s, "SELECT id FROM vector_search('docs_idx', 'brand new row', 1)").await;
     assert_eq!(hit[0][0], "8");
 }
+
+/// The tokenizer against Hugging Face `tokenizers` on a corpus: set
+/// LAKEHOUSE_TOKENIZER_REFERENCE to a file of `text<TAB>id id id…` lines (made with
+/// `Tokenizer.from_file(…).encode_batch`, truncation 256). Run by hand: the reference
+/// needs Python's tokenizers.
+#[test]
+#[ignore]
+fn tokenizer_matches_huggingface_on_a_corpus() {
+    let Some(model_dir) = minilm_dir() else { return };
+    let Ok(reference) = std::env::var("LAKEHOUSE_TOKENIZER_REFERENCE") else {
+        eprintln!("SKIPPED: set LAKEHOUSE_TOKENIZER_REFERENCE");
+        return;
+    };
+    let model = lakehouse::embedding::local::LocalModel::load(std::path::Path::new(&model_dir)).unwrap();
+    let text = std::fs::read_to_string(reference).unwrap();
+    let (mut n, mut bad) = (0, vec![]);
+    for line in text.lines() {
+        let (t, ids) = line.split_once('\t').unwrap();
+        let want: Vec<u32> = ids.split(' ').map(|x| x.parse().unwrap()).collect();
+        if model.tokenize(t) != want {
+            bad.push(t.to_string());
+        }
+        n += 1;
+    }
+    println!("{n} texts, {} differ", bad.len());
+    assert!(bad.is_empty(), "first differences: {:?}", &bad[..bad.len().min(5)]);
+}

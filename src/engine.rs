@@ -330,11 +330,17 @@ impl Engine {
     /// Parse a query string into statements.
     pub fn parse(&self, sql: &str) -> Result<Vec<DFStatement>> {
         let sql = &*crate::udf::vector_ops::rewrite_l1_operator(sql);
-        let statements = DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})
-            .map_err(|e| match Error::from_datafusion(e) {
+        let statements = DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {}).map_err(|e| {
+            // sqlparser knows only ALTER INDEX … RENAME; PostgreSQL's SET (…) form is
+            // valid SQL that lakehouse does not do, not a syntax error.
+            if sql.trim_start().to_lowercase().starts_with("alter index") {
+                return alter_index_unsupported();
+            }
+            match Error::from_datafusion(e) {
                 Error::Syntax(m) => Error::Syntax(m),
                 other => Error::Syntax(other.to_string()),
-            })?;
+            }
+        })?;
         let all_plain = statements.iter().all(|s| matches!(s, DFStatement::Statement(_)));
         if all_plain {
             // The compatibility parser also replaces a few catalog queries wholesale.
@@ -530,6 +536,7 @@ impl Engine {
                     return Ok(QueryResult::command("DISCARD ALL"));
                 }
                 Statement::CreateIndex(ci) => return self.create_index(session, ci).await,
+                Statement::AlterIndex { .. } => return Err(alter_index_unsupported()),
                 Statement::Drop { object_type: ObjectType::Index, names, if_exists, .. } => {
                     return self.drop_index(session, names, *if_exists).await;
                 }
@@ -916,6 +923,12 @@ impl Engine {
         }
         Ok(QueryResult::command("DROP VIEW"))
     }
+}
+
+fn alter_index_unsupported() -> Error {
+    Error::NotSupported(
+        "ALTER INDEX (an index's model and parameters are fixed: CREATE INDEX a new one WITH (model = …, m = …), then DROP INDEX the old one)".into(),
+    )
 }
 
 fn ddl_tag(name: &str) -> String {

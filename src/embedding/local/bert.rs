@@ -195,9 +195,10 @@ impl Bert {
     /// threads.
     pub fn embed(&self, texts: &[Vec<u32>], threads: usize) -> Vec<Vec<f32>> {
         let total: usize = texts.iter().map(Vec::len).sum();
-        let threads = threads.clamp(1, texts.len().max(1));
-        if threads == 1 {
-            return self.embed_group(texts);
+        let threads = threads.max(1);
+        if texts.len() < threads {
+            // Too few texts to give each thread its own: split each matrix product.
+            return self.embed_group(texts, threads);
         }
         // Contiguous groups of roughly equal token counts.
         let mut bounds = vec![0];
@@ -214,14 +215,14 @@ impl Bert {
                 .windows(2)
                 .map(|w| {
                     let group = &texts[w[0]..w[1]];
-                    s.spawn(move || self.embed_group(group))
+                    s.spawn(move || self.embed_group(group, 1))
                 })
                 .collect();
             handles.into_iter().flat_map(|h| h.join().expect("embedding thread panicked")).collect()
         })
     }
 
-    fn embed_group(&self, texts: &[Vec<u32>]) -> Vec<Vec<f32>> {
+    fn embed_group(&self, texts: &[Vec<u32>], threads: usize) -> Vec<Vec<f32>> {
         let h = self.config.hidden;
         let n: usize = texts.iter().map(Vec::len).sum();
         if n == 0 {
@@ -246,7 +247,7 @@ impl Bert {
         layer_norm(&mut x, &self.emb_norm, h, self.config.eps);
         let mut scratch = Scratch::default();
         for layer in &self.layers {
-            self.layer(layer, &mut x, texts, &mut scratch);
+            self.layer(layer, &mut x, texts, &mut scratch, threads);
         }
         // Mean pooling then L2 normalisation, per text.
         let mut out = Vec::with_capacity(texts.len());
@@ -268,13 +269,13 @@ impl Bert {
         out
     }
 
-    fn layer(&self, layer: &Layer, x: &mut [f32], texts: &[Vec<u32>], s: &mut Scratch) {
+    fn layer(&self, layer: &Layer, x: &mut [f32], texts: &[Vec<u32>], s: &mut Scratch, threads: usize) {
         let h = self.config.hidden;
         let n = x.len() / h;
         let heads = self.config.heads;
         let dh = h / heads;
         let scale = 1.0 / (dh as f32).sqrt();
-        linear(x, n, &layer.qkv, resize(&mut s.qkv, n * 3 * h));
+        linear(x, n, &layer.qkv, resize(&mut s.qkv, n * 3 * h), threads);
         let ctx = resize(&mut s.ctx, n * h);
         let mut start = 0;
         for ids in texts {
@@ -310,14 +311,14 @@ impl Bert {
             start += len;
         }
         let attn = resize(&mut s.attn, n * h);
-        linear(ctx, n, &layer.attn_out, attn);
+        linear(ctx, n, &layer.attn_out, attn, threads);
         add_assign(x, attn);
         layer_norm(x, &layer.attn_norm, h, self.config.eps);
         let up = resize(&mut s.up, n * layer.up.outputs);
-        linear(x, n, &layer.up, up);
+        linear(x, n, &layer.up, up, threads);
         up.iter_mut().for_each(|a| *a = gelu(*a));
         let down = resize(&mut s.attn, n * h);
-        linear(up, n, &layer.down, down);
+        linear(up, n, &layer.down, down, threads);
         add_assign(x, down);
         layer_norm(x, &layer.out_norm, h, self.config.eps);
     }
@@ -337,19 +338,43 @@ fn resize(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
     &mut v[..n]
 }
 
-/// `out = x Wᵀ + b` for `n` rows.
-fn linear(x: &[f32], n: usize, l: &Linear, out: &mut [f32]) {
+/// A pointer handed to the threads of one product; each writes its own columns.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+unsafe impl Send for OutPtr {}
+
+/// `out = x Wᵀ + b` for `n` rows; on `threads` threads, each computing a range of
+/// output columns.
+fn linear(x: &[f32], n: usize, l: &Linear, out: &mut [f32], threads: usize) {
+    assert!(x.len() >= n * l.inputs && out.len() >= n * l.outputs);
     for r in out.chunks_exact_mut(l.outputs) {
         r.copy_from_slice(&l.b);
     }
-    unsafe {
+    // Columns [from, to) of the product into `out` (row stride l.outputs).
+    let part = |from: usize, to: usize, out: OutPtr| unsafe {
         matrixmultiply::sgemm(
-            n, l.inputs, l.outputs, 1.0,
+            n, l.inputs, to - from, 1.0,
             x.as_ptr(), l.inputs as isize, 1,
-            l.w.as_ptr(), 1, l.inputs as isize,
-            1.0, out.as_mut_ptr(), l.outputs as isize, 1,
+            l.w.as_ptr().add(from * l.inputs), 1, l.inputs as isize,
+            1.0, out.0.add(from), l.outputs as isize, 1,
         );
+    };
+    let out = OutPtr(out.as_mut_ptr());
+    if threads <= 1 {
+        part(0, l.outputs, out);
+        return;
     }
+    // Ranges in multiples of 16 columns (whole sgemm tiles).
+    let step = l.outputs.div_ceil(threads).div_ceil(16) * 16;
+    std::thread::scope(|s| {
+        let mut from = step;
+        while from < l.outputs {
+            let to = (from + step).min(l.outputs);
+            s.spawn(move || part(from, to, out));
+            from = to;
+        }
+        part(0, step.min(l.outputs), out);
+    });
 }
 
 fn add_assign(x: &mut [f32], y: &[f32]) {
@@ -431,6 +456,28 @@ mod tests {
         }
         assert!((gelu(1.0) - 0.8413447).abs() < 1e-6);
         assert!((gelu(-1.0) + 0.1586553).abs() < 1e-6);
+    }
+
+    #[test]
+    fn split_products_equal_whole_ones() {
+        let (n, inputs, outputs) = (5, 24, 70);
+        let l = Linear {
+            w: (0..inputs * outputs).map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0).collect(),
+            b: (0..outputs).map(|i| i as f32 / 10.0).collect(),
+            inputs,
+            outputs,
+        };
+        let x: Vec<f32> = (0..n * inputs).map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0).collect();
+        let mut one = vec![0f32; n * outputs];
+        linear(&x, n, &l, &mut one, 1);
+        for threads in [2, 3, 8] {
+            let mut many = vec![0f32; n * outputs];
+            linear(&x, n, &l, &mut many, threads);
+            assert_eq!(one, many, "{threads} threads");
+        }
+        // And against the definition.
+        let want: f32 = (0..inputs).map(|k| x[2 * inputs + k] * l.w[9 * inputs + k]).sum::<f32>() + l.b[9];
+        assert!((one[2 * outputs + 9] - want).abs() < 1e-4);
     }
 
     #[test]

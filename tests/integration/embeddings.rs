@@ -76,6 +76,7 @@ async fn local_model_matches_sentence_transformers() {
         let want: Vec<f32> = r["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
         let got = rows(&engine, &s, &format!("SELECT embed('minilm', {})", quote(text))).await;
         let c = cosine(&vector_of(&got[0][0]), &want);
+        println!("cosine with sentence-transformers {c:.7} for {text:?}");
         assert!(c >= 0.999, "{text:?}: cosine {c}");
     }
     // … and all of them as one batch over a column (the async UDF path).

@@ -130,7 +130,7 @@ impl Error {
 
     /// Map a DataFusion error to ours: our own error wrapped anywhere in the chain wins,
     /// then DataFusion's variants map to the closest SQLSTATE.
-    pub fn from_datafusion(err: DataFusionError) -> Self {
+    fn map_datafusion(err: DataFusionError) -> Self {
         match err {
             DataFusionError::External(e) => match e.downcast::<Error>() {
                 Ok(ours) => *ours,
@@ -169,6 +169,18 @@ impl Error {
             DataFusionError::ObjectStore(e) => Error::DataException(e.to_string()),
             DataFusionError::IoError(e) => Error::Io { path: "data file".into(), source: e },
             other => Error::Internal(other.to_string()),
+        }
+    }
+
+    /// [`Error::map_datafusion`], plus what DataFusion reports as internal but is a
+    /// statement lakehouse cannot run.
+    pub fn from_datafusion(err: DataFusionError) -> Self {
+        match Error::map_datafusion(err) {
+            // DataFusion evaluates async UDFs (embed) only in projections and filters.
+            Error::Internal(m) if m.contains("async functions should not be called directly") => Error::NotSupported(
+                "embed() over a column in GROUP BY, JOIN or aggregate arguments (compute it in a subquery: SELECT … FROM (SELECT *, embed(body) AS e FROM t) s …)".into(),
+            ),
+            other => other,
         }
     }
 }

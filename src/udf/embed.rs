@@ -208,7 +208,7 @@ pub async fn fold_constant_calls(plan: LogicalPlan, models: &Models, default_mod
         })
     })?;
     if wanted.is_empty() {
-        return Ok(plan);
+        return sorts_over_projections(plan);
     }
     let mut answers: std::collections::HashMap<(String, Option<String>), ScalarValue> = Default::default();
     for (model, text) in wanted {
@@ -239,6 +239,40 @@ pub async fn fold_constant_calls(plan: LogicalPlan, models: &Models, default_mod
             if t.transformed && is_projection { t.map_data(|d| d.alias_if_changed(name)) } else { Ok(t) }
         })?;
         if t.transformed { t.map_data(|n| n.recompute_schema()) } else { Ok(t) }
+    })?;
+    sorts_over_projections(out.data)
+}
+
+/// DataFusion evaluates async functions only in projections and filters. A sort on
+/// `embed(column)` (`ORDER BY embed(body) <=> embed('q')`) becomes a projection that
+/// computes it, the sort on that column, and a projection back to the columns.
+fn sorts_over_projections(plan: LogicalPlan) -> crate::error::Result<LogicalPlan> {
+    use datafusion::logical_expr::{LogicalPlanBuilder, SortExpr};
+    let has_embed = |e: &Expr| e.exists(|e| Ok(embed_call(e).is_some())).unwrap_or(false);
+    let out = plan.transform_up_with_subqueries(|node| {
+        let LogicalPlan::Sort(sort) = &node else { return Ok(Transformed::no(node)) };
+        if !sort.expr.iter().any(|s| has_embed(&s.expr)) {
+            return Ok(Transformed::no(node));
+        }
+        let input = sort.input.as_ref().clone();
+        let columns: Vec<Expr> = input.schema().columns().into_iter().map(Expr::Column).collect();
+        let mut computed = columns.clone();
+        let mut keys = vec![];
+        for (i, s) in sort.expr.iter().enumerate() {
+            if has_embed(&s.expr) {
+                let name = format!("__lakehouse_sort_{i}");
+                computed.push(s.expr.clone().alias(&name));
+                keys.push(SortExpr { expr: datafusion::prelude::col(name), ..s.clone() });
+            } else {
+                keys.push(s.clone());
+            }
+        }
+        let rebuilt = LogicalPlanBuilder::from(input)
+            .project(computed)?
+            .sort_with_limit(keys, sort.fetch)?
+            .project(columns)?
+            .build()?;
+        Ok(Transformed::yes(rebuilt))
     })?;
     Ok(out.data)
 }

@@ -157,10 +157,7 @@ impl TableProvider for SystemTable {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let snapshot = self.catalog.snapshot();
         let columns = (self.produce)(&snapshot).map_err(|e| e.into_datafusion())?;
-        let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
-        MemTable::try_new(self.schema.clone(), vec![vec![batch]])?
-            .scan(state, projection, filters, limit)
-            .await
+        scan_columns(&self.schema, columns, state, projection, filters, limit).await
     }
 }
 
@@ -225,9 +222,19 @@ impl TableProvider for ModelsTable {
             strings(all.iter().map(|m| Some(crate::embedding::source_of(&m.name, self.models.is_configured(&m.name)).to_string()))),
             strings(all.iter().map(|m| (!m.created_at.is_empty()).then(|| m.created_at.clone()))),
         ];
-        let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
-        MemTable::try_new(self.schema.clone(), vec![vec![batch]])?
-            .scan(state, projection, filters, limit)
-            .await
+        scan_columns(&self.schema, columns, state, projection, filters, limit).await
     }
+}
+
+/// Scan one batch made of `columns`.
+async fn scan_columns(
+    schema: &SchemaRef,
+    columns: Vec<ArrayRef>,
+    state: &dyn Session,
+    projection: Option<&Vec<usize>>,
+    filters: &[Expr],
+    limit: Option<usize>,
+) -> DfResult<Arc<dyn ExecutionPlan>> {
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    MemTable::try_new(schema.clone(), vec![vec![batch]])?.scan(state, projection, filters, limit).await
 }

@@ -8,34 +8,12 @@ use lakehouse::engine::Session;
 use lakehouse::{Config, Engine};
 
 use crate::fake_embed::{FakeEmbedServer, fake_vector};
-use crate::support::minilm_dir;
+use crate::support::{minilm_dir, rows_of as rows};
 
 async fn open(dir: &std::path::Path) -> std::sync::Arc<Engine> {
     let mut config = Config::default();
     config.storage.data_dir = dir.join("data");
     Engine::open(config).await.unwrap()
-}
-
-async fn rows(engine: &Engine, s: &Session, sql: &str) -> Vec<Vec<String>> {
-    let out = engine.execute_collect(s, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let (_, batches) = out.into_iter().last().expect("a row set");
-    let mut rows = vec![];
-    for b in batches {
-        for r in 0..b.num_rows() {
-            rows.push(
-                (0..b.num_columns())
-                    .map(|c| {
-                        if b.column(c).is_null(r) {
-                            "NULL".to_string()
-                        } else {
-                            datafusion::arrow::util::display::array_value_to_string(b.column(c), r).unwrap()
-                        }
-                    })
-                    .collect(),
-            );
-        }
-    }
-    rows
 }
 
 async fn err(engine: &Engine, s: &Session, sql: &str) -> lakehouse::Error {

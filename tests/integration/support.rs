@@ -199,3 +199,26 @@ pub async fn client_with_notices(port: u16) -> (tokio_postgres::Client, tokio::s
     (client, rx)
 }
 
+
+/// Run `sql` in-process and return the last row set as text (NULL as "NULL").
+pub async fn rows_of(engine: &Engine, session: &lakehouse::engine::Session, sql: &str) -> Vec<Vec<String>> {
+    let out = engine.execute_collect(session, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let (_, batches) = out.into_iter().last().expect("a row set");
+    let mut rows = vec![];
+    for b in batches {
+        for r in 0..b.num_rows() {
+            rows.push(
+                (0..b.num_columns())
+                    .map(|c| {
+                        if b.column(c).is_null(r) {
+                            "NULL".to_string()
+                        } else {
+                            datafusion::arrow::util::display::array_value_to_string(b.column(c), r).unwrap()
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    rows
+}

@@ -3,23 +3,7 @@
 
 use lakehouse::{Config, Engine};
 
-use crate::support::{BinaryServer, TestServer, client_with_notices, connect, sqlstate};
-
-async fn rows_of(engine: &Engine, session: &lakehouse::engine::Session, sql: &str) -> Vec<Vec<String>> {
-    let out = engine.execute_collect(session, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let (_, batches) = out.into_iter().last().expect("a row set");
-    let mut rows = vec![];
-    for b in batches {
-        for r in 0..b.num_rows() {
-            rows.push(
-                (0..b.num_columns())
-                    .map(|c| datafusion::arrow::util::display::array_value_to_string(b.column(c), r).unwrap())
-                    .collect(),
-            );
-        }
-    }
-    rows
-}
+use crate::support::{BinaryServer, TestServer, client_with_notices, connect, rows_of, sqlstate};
 
 async fn text_rows(c: &tokio_postgres::Client, sql: &str) -> Vec<Vec<String>> {
     let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));

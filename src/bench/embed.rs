@@ -221,8 +221,12 @@ try:
         import torch
         from transformers import AutoModel
         m = AutoModel.from_pretrained(model_dir).eval()
+        class Wrap(torch.nn.Module):
+            def __init__(self, m): super().__init__(); self.m = m
+            def forward(self, input_ids, attention_mask, token_type_ids):
+                return self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
         ids = torch.ones(2, 8, dtype=torch.long)
-        torch.onnx.export(m, (ids, ids, ids * 0), onnx_path, input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["last_hidden_state"],
+        torch.onnx.export(Wrap(m), (ids, ids, ids * 0), onnx_path, input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["last_hidden_state"],
                           dynamic_axes={n: {0: "b", 1: "s"} for n in ["input_ids", "attention_mask", "token_type_ids", "last_hidden_state"]}, opset_version=17, dynamo=False)
     so = ort.SessionOptions(); so.intra_op_num_threads = threads; so.inter_op_num_threads = 1
     sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
@@ -236,9 +240,12 @@ try:
     run(texts[:64])
     for b in batches:
         t = time.perf_counter()
-        for i in range(0, len(texts), b): run(texts[i:i+b])
+        out = [run(texts[i:i+b]) for i in range(0, len(texts), b)]
         dt = time.perf_counter() - t
         print(f"onnxruntime fp32     batch {b:>3}  {len(texts)/dt:>8.1f} texts/s ({threads} threads, padded per batch)")
+    v = np.concatenate(out)
+    cos = (v * ours).sum(1) / np.linalg.norm(ours, axis=1)
+    print(f"agreement with onnxruntime: cosine min {cos.min():.6f}")
 except Exception as e:
     print(f"onnxruntime: not run ({type(e).__name__}: {e}); pip install onnxruntime onnx torch transformers")
 "#;

@@ -4,6 +4,7 @@
 //! normalisation, as sentence-transformers' default pipeline does.
 
 mod bert;
+mod gemm;
 mod tokenizer;
 mod unicode_tables;
 

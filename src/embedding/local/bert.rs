@@ -87,8 +87,16 @@ struct Layer {
     out_norm: Norm,
 }
 
+/// How token vectors become one text vector (sentence-transformers' `1_Pooling`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    Mean,
+    Cls,
+}
+
 pub struct Bert {
     config: BertConfig,
+    pub pooling: Pooling,
     word: Vec<f32>,
     vocab: usize,
     position: Vec<f32>,
@@ -189,7 +197,7 @@ impl Bert {
             let out_norm = norm("output.LayerNorm")?;
             layers.push(Layer { qkv, attn_out, attn_norm, up, down, out_norm });
         }
-        Ok(Bert { config, word, vocab, position, token_type, emb_norm, layers })
+        Ok(Bert { config, pooling: Pooling::Mean, word, vocab, position, token_type, emb_norm, layers })
     }
 
     pub fn hidden(&self) -> usize {
@@ -200,7 +208,7 @@ impl Bert {
         self.config.max_positions
     }
 
-    /// Mean-pooled, L2-normalised embeddings of tokenised texts, on up to `threads`
+    /// Pooled, L2-normalised embeddings of tokenised texts, on up to `threads`
     /// threads.
     pub fn embed(&self, texts: &[Vec<u32>], threads: usize) -> Vec<Vec<f32>> {
         let total: usize = texts.iter().map(Vec::len).sum();
@@ -258,12 +266,16 @@ impl Bert {
         for layer in &self.layers {
             self.layer(layer, &mut x, texts, &mut scratch, threads);
         }
-        // Mean pooling then L2 normalisation, per text.
+        // Pooling (mean of the tokens, or the [CLS] token) then L2 normalisation.
         let mut out = Vec::with_capacity(texts.len());
         let mut row = 0;
         for ids in texts {
             let mut v = vec![0f32; h];
-            for r in row..row + ids.len() {
+            let pooled = match self.pooling {
+                Pooling::Mean => row..row + ids.len(),
+                Pooling::Cls => row..row + ids.len().min(1),
+            };
+            for r in pooled {
                 for (o, a) in v.iter_mut().zip(&x[r * h..(r + 1) * h]) {
                     *o += a;
                 }

@@ -1,7 +1,8 @@
 //! The `local` provider: a BERT-family sentence-transformer run in-process, loaded
 //! once per process from a directory with `config.json`, `tokenizer.json` and
-//! `model.safetensors` (as sentence-transformers saves it). Mean pooling and L2
-//! normalisation, as sentence-transformers' default pipeline does.
+//! `model.safetensors` (as sentence-transformers saves it). Pooling as its
+//! `1_Pooling/config.json` says (mean, the default, or the [CLS] token), then L2
+//! normalisation.
 
 mod bert;
 mod gemm;
@@ -12,7 +13,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-pub use bert::{Bert, BertConfig};
+pub use bert::{Bert, BertConfig, Pooling};
 pub use tokenizer::WordPiece;
 
 #[derive(Debug)]
@@ -21,6 +22,24 @@ pub struct LocalModel {
     bert: Bert,
     max_tokens: usize,
     threads: usize,
+}
+
+/// The pooling sentence-transformers applies, from `1_Pooling/config.json` (mean when
+/// the file is absent, as for a plain BERT checkpoint).
+fn pooling(dir: &Path) -> Result<Pooling> {
+    let Ok(text) = std::fs::read_to_string(dir.join("1_Pooling/config.json")) else { return Ok(Pooling::Mean) };
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Configuration(format!("{}/1_Pooling/config.json: {e}", dir.display())))?;
+    let on = |k: &str| v[k].as_bool().unwrap_or(false);
+    let others = ["pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken"];
+    match (on("pooling_mode_mean_tokens"), on("pooling_mode_cls_token")) {
+        (true, false) if !others.iter().any(|k| on(k)) => Ok(Pooling::Mean),
+        (false, true) if !others.iter().any(|k| on(k)) => Ok(Pooling::Cls),
+        _ => Err(Error::Configuration(format!(
+            "{}/1_Pooling/config.json: only mean or CLS pooling is supported",
+            dir.display()
+        ))),
+    }
 }
 
 impl LocalModel {
@@ -40,7 +59,8 @@ impl LocalModel {
         if !weights.exists() {
             return Err(Error::Configuration(format!("local model directory {}: model.safetensors is missing", dir.display())));
         }
-        let bert = Bert::load(config, &weights)?;
+        let mut bert = Bert::load(config, &weights)?;
+        bert.pooling = pooling(dir)?;
         // sentence-transformers' own limit when it is given, else the model's.
         let max_tokens = std::fs::read_to_string(dir.join("sentence_bert_config.json"))
             .ok()
@@ -70,5 +90,24 @@ impl LocalModel {
     pub fn embed(&self, texts: &[&str]) -> Vec<Vec<f32>> {
         let ids: Vec<Vec<u32>> = texts.iter().map(|t| self.tokenize(t)).collect();
         self.bert.embed(&ids, self.threads)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pooling_follows_sentence_transformers_config() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(pooling(dir.path()).unwrap(), Pooling::Mean);
+        std::fs::create_dir(dir.path().join("1_Pooling")).unwrap();
+        let write = |json: &str| std::fs::write(dir.path().join("1_Pooling/config.json"), json).unwrap();
+        write(r#"{"pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}"#);
+        assert_eq!(pooling(dir.path()).unwrap(), Pooling::Cls);
+        write(r#"{"pooling_mode_cls_token": false, "pooling_mode_mean_tokens": true}"#);
+        assert_eq!(pooling(dir.path()).unwrap(), Pooling::Mean);
+        write(r#"{"pooling_mode_max_tokens": true}"#);
+        assert_eq!(pooling(dir.path()).unwrap_err().sqlstate(), "F0000");
     }
 }

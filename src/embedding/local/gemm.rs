@@ -183,13 +183,14 @@ mod x86 {
 
 /// `out[r][16p..16p+16] += x[r] · W[16p..]ᵀ` for rows `0..m` and the given panels;
 /// `x` is `[m, w.k]` row-major, `out` has row stride `ldo`.
+#[cfg(test)]
 pub fn add_product(x: &[f32], m: usize, w: &Packed, out: &mut [f32], ldo: usize, panels: std::ops::Range<usize>) {
     assert!(m == 0 || out.len() >= (m - 1) * ldo + w.n.min(panels.end * NR));
     // SAFETY: `out` holds every element written (checked above).
     unsafe { add_product_raw(x, m, w, out.as_mut_ptr(), ldo, panels) }
 }
 
-/// [`add_product`] into a raw pointer, so threads can fill disjoint panels of one
+/// `out[r][16p..16p+16] += x[r] · W[16p..]ᵀ` into a raw pointer, so threads can fill disjoint panels of one
 /// output.
 ///
 /// # Safety

@@ -6,6 +6,7 @@
 
 mod bert;
 mod gemm;
+mod pool;
 mod tokenizer;
 mod unicode_tables;
 

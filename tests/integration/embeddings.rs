@@ -316,7 +316,7 @@ fn tokenizer_matches_huggingface_on_a_corpus() {
 /// index build reports its embedding progress while it runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_wire_with_parameters_and_configured_models() {
-    let fake = FakeEmbedServer::start(4).await;
+    let fake = FakeEmbedServer::start(16).await;
     let url = fake.url.clone();
     let server = crate::support::TestServer::start_with(move |c| {
         c.models.push(lakehouse::catalog::models::ModelRecord {
@@ -331,11 +331,11 @@ async fn over_the_wire_with_parameters_and_configured_models() {
     let c = server.client().await;
     // Declared without dims: learned at start.
     let m = c.query_one("SELECT dims, source FROM lakehouse.models WHERE name = 'conf'", &[]).await.unwrap();
-    assert_eq!((m.get::<_, i64>(0), m.get::<_, &str>(1)), (4, "lakehouse.toml"));
+    assert_eq!((m.get::<_, i64>(0), m.get::<_, &str>(1)), (16, "lakehouse.toml"));
     let e = c.simple_query("CALL drop_model('conf')").await.unwrap_err();
     assert_eq!(crate::support::sqlstate(&e), "2BP01");
     let v: Vec<f32> = c.query_one("SELECT embed('conf', 'abc')", &[]).await.unwrap().get(0);
-    assert_eq!(v.len(), 4);
+    assert_eq!(v.len(), 16);
 
     c.batch_execute(
         "CREATE TABLE notes AS SELECT value AS id, 'note number ' || value AS body FROM generate_series(1, 3000);
@@ -369,7 +369,10 @@ async fn over_the_wire_with_parameters_and_configured_models() {
         notices.push(n);
     }
     assert!(notices.iter().any(|n| n.contains("embedded 2048 of 3000 rows with conf")), "{notices:?}");
-    // (4-dimensional fake vectors collide: check the hit is an exact match.)
+    // The fake's letter-count vectors are crowded (many near-duplicates), a hard case
+    // for an approximate graph: search wide, and check the hit is an exact match
+    // (equal vectors may belong to other rows).
+    client.batch_execute("SET hnsw.ef_search = 1000").await.unwrap();
     let hit = client.query_one("SELECT _distance FROM vector_search('notes_idx', 'note number 2999', 1)", &[]).await.unwrap();
     assert!(hit.get::<_, f64>(0) < 1e-6);
 }

@@ -192,9 +192,10 @@ async fn ollama_batches_caches_retries_and_reports_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_sends_the_key_and_never_shows_it() {
     let server = FakeEmbedServer::start(6).await;
-    *server.state.key.lock().unwrap() = Some("sk-test-secret-4711".into());
-    // SAFETY: a variable only this test reads.
-    unsafe { std::env::set_var("LAKEHOUSE_TEST_OPENAI_KEY", "sk-test-secret-4711") };
+    // The key: the value of a variable every environment has (setting one here would
+    // race with other tests' threads reading the environment).
+    let key = std::env::var("PATH").expect("PATH is set");
+    *server.state.key.lock().unwrap() = Some(key.clone());
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path()).await;
     let s = engine.new_session("t", "lakehouse");
@@ -204,7 +205,7 @@ async fn openai_sends_the_key_and_never_shows_it() {
     rows(
         &engine,
         &s,
-        &format!("CALL create_model('oa', provider => 'openai', base_url => '{}/v1', model => 'text-embedding-3-small', api_key_env => 'LAKEHOUSE_TEST_OPENAI_KEY')", server.url),
+        &format!("CALL create_model('oa', provider => 'openai', base_url => '{}/v1', model => 'text-embedding-3-small', api_key_env => 'PATH')", server.url),
     )
     .await;
     let r = rows(&engine, &s, "SELECT embed('oa', t) FROM (VALUES ('alpha'), ('beta'), ('gamma')) AS v(t)").await;
@@ -213,12 +214,12 @@ async fn openai_sends_the_key_and_never_shows_it() {
     }
     // The key is nowhere in the catalog or the system tables.
     let catalog = std::fs::read_to_string(dir.path().join("data/_catalog/catalog.json")).unwrap();
-    assert!(!catalog.contains("sk-test-secret") && catalog.contains("LAKEHOUSE_TEST_OPENAI_KEY"));
+    assert!(!catalog.contains(&key) && catalog.contains("\"api_key_env\": \"PATH\""));
     let listed = format!("{:?}", rows(&engine, &s, "SELECT * FROM lakehouse.models").await);
-    assert!(!listed.contains("sk-test-secret"));
+    assert!(!listed.contains(&key));
     server.state.status.store(503, Ordering::SeqCst);
     let e = err(&engine, &s, "SELECT embed('oa', 'down now')").await;
-    assert!(!e.to_string().contains("sk-test-secret"), "{e}");
+    assert!(!e.to_string().contains(&key), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

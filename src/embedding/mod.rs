@@ -31,41 +31,48 @@ pub trait Embedder: Send + Sync {
     fn max_in_flight(&self) -> usize;
 }
 
-/// Cached vectors, keyed by model and text, evicted oldest first past a byte budget.
+/// Cached vectors, by model then text, evicted oldest first past a byte budget.
+/// Looked up for every text `embed` sees: by `&str`, without allocating.
 #[derive(Default)]
 struct TextCache {
-    map: HashMap<(String, String), Arc<[f32]>>,
-    order: VecDeque<(String, String)>,
+    map: HashMap<String, HashMap<Arc<str>, Arc<[f32]>>>,
+    order: VecDeque<(String, Arc<str>)>,
     bytes: usize,
 }
 
 const CACHE_BYTES: usize = 64 << 20;
 
+fn entry_bytes(model: &str, text: &str, v: &[f32]) -> usize {
+    v.len() * 4 + text.len() + model.len() + 64
+}
+
 impl TextCache {
     fn get(&self, model: &str, text: &str) -> Option<Arc<[f32]>> {
-        // Tuple keys need owned strings to look up; texts are short.
-        self.map.get(&(model.to_string(), text.to_string())).cloned()
+        self.map.get(model)?.get(text).cloned()
     }
 
     fn put(&mut self, model: &str, text: &str, v: Arc<[f32]>) {
-        let key = (model.to_string(), text.to_string());
-        let size = v.len() * 4 + text.len() + model.len() + 64;
-        if self.map.insert(key.clone(), v).is_none() {
-            self.order.push_back(key);
-            self.bytes += size;
+        let texts = self.map.entry(model.to_string()).or_default();
+        if texts.contains_key(text) {
+            return;
         }
+        let text: Arc<str> = text.into();
+        self.bytes += entry_bytes(model, &text, &v);
+        texts.insert(text.clone(), v);
+        self.order.push_back((model.to_string(), text));
         while self.bytes > CACHE_BYTES {
-            let Some(old) = self.order.pop_front() else { break };
-            if let Some(v) = self.map.remove(&old) {
-                self.bytes = self.bytes.saturating_sub(v.len() * 4 + old.1.len() + old.0.len() + 64);
+            let Some((m, t)) = self.order.pop_front() else { break };
+            if let Some(v) = self.map.get_mut(&m).and_then(|texts| texts.remove(&t)) {
+                self.bytes = self.bytes.saturating_sub(entry_bytes(&m, &t, &v));
             }
         }
     }
 
     fn forget(&mut self, model: &str) {
-        self.map.retain(|k, _| k.0 != model);
-        self.order.retain(|k| k.0 != model);
-        self.bytes = self.map.iter().map(|(k, v)| v.len() * 4 + k.1.len() + k.0.len() + 64).sum();
+        if let Some(texts) = self.map.remove(model) {
+            self.bytes = self.bytes.saturating_sub(texts.iter().map(|(t, v)| entry_bytes(model, t, v)).sum());
+            self.order.retain(|(m, _)| m != model);
+        }
     }
 }
 
@@ -160,14 +167,7 @@ impl Models {
     /// The dimension `name` produces (known once created; probed for configured HTTP
     /// models on first use).
     pub fn dims(&self, name: &str) -> Result<usize> {
-        let rec = self.record(name)?;
-        rec.dims.ok_or_else(|| {
-            Error::Unreachable {
-                what: format!("embedding model \"{name}\""),
-                location: rec.location(),
-                reason: "its dimension is not known yet (the server was not reachable); declare dims in lakehouse.toml".into(),
-            }
-        })
+        known_dims(&self.record(name)?)
     }
 
     /// Drop the loaded provider and cached vectors of `name` (dropped or replaced).
@@ -216,7 +216,7 @@ impl Models {
     /// Embed `texts` with model `name`: NULL or empty text → None.
     pub async fn embed(&self, name: &str, texts: &[Option<&str>], batch_size: Option<usize>) -> Result<Vec<Option<Arc<[f32]>>>> {
         let rec = self.record(name)?;
-        let dims = self.dims(name)?;
+        let dims = known_dims(&rec)?;
         let mut out: Vec<Option<Arc<[f32]>>> = vec![None; texts.len()];
         // Distinct texts not in the cache, and the rows waiting for each.
         let mut wanted: HashMap<&str, Vec<usize>> = HashMap::new();
@@ -302,6 +302,16 @@ impl Models {
     }
 }
 
+/// A model's dimension, or 08001 while it is unknown (a configured HTTP model whose
+/// server was down at start).
+fn known_dims(rec: &ModelRecord) -> Result<usize> {
+    rec.dims.ok_or_else(|| Error::Unreachable {
+        what: format!("embedding model \"{}\"", rec.name),
+        location: rec.location(),
+        reason: "its dimension is not known yet (the server was not reachable); declare dims in lakehouse.toml".into(),
+    })
+}
+
 fn bad_answer(rec: &ModelRecord, what: &str) -> Error {
     Error::ConnectionFailure(format!(
         "embedding model \"{}\" at {} gave an unusable answer: {what}",
@@ -336,5 +346,25 @@ impl Embedder for LocalEmbedder {
     /// The model already uses every core for one batch.
     fn max_in_flight(&self) -> usize {
         1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_finds_forgets_and_counts_bytes() {
+        let mut c = TextCache::default();
+        c.put("m", "a", vec![1.0, 2.0].into());
+        c.put("m", "a", vec![9.0, 9.0].into()); // already there: kept
+        c.put("n", "a", vec![3.0].into());
+        assert_eq!(c.get("m", "a").as_deref(), Some(&[1.0, 2.0][..]));
+        assert_eq!(c.get("n", "a").as_deref(), Some(&[3.0][..]));
+        assert!(c.get("m", "b").is_none());
+        c.forget("m");
+        assert!(c.get("m", "a").is_none());
+        assert_eq!(c.bytes, entry_bytes("n", "a", &[3.0]));
+        assert_eq!(c.order.len(), 1);
     }
 }

@@ -369,14 +369,15 @@ impl Engine {
             let idx = index.clone();
             let loc = new_location.clone();
             let covered: std::collections::HashSet<String> = ir.files.iter().map(|f| f.name.clone()).collect();
-            let new_files: Vec<String> = hnsw::list_parquet_files(&dir)?.into_iter().filter(|f| !covered.contains(f)).collect();
-            if new_files.is_empty() {
-                continue;
-            }
             let r2 = rec.clone();
-            let (batch, files) = tokio::task::spawn_blocking(move || table_batch(&r2, Some(&new_files)))
-                .await
-                .map_err(|e| Error::Internal(format!("index task failed: {e}")))??;
+            // The table's files it does not cover yet, read on a blocking thread.
+            let new_rows = tokio::task::spawn_blocking(move || {
+                let new_files: Vec<String> = hnsw::list_parquet_files(&dir)?.into_iter().filter(|f| !covered.contains(f)).collect();
+                if new_files.is_empty() { Ok(None) } else { table_batch(&r2, Some(&new_files)).map(Some) }
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("index task failed: {e}")))??;
+            let Some((batch, files)) = new_rows else { continue };
             // A text index embeds the new rows first; a failure leaves the index as it was.
             let vectors = match &ir.model {
                 Some(model) => Some(self.embed_column(session, model, &batch, &ir.column, &ir.name).await?),

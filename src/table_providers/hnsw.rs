@@ -465,6 +465,11 @@ impl HnswIndex {
         self.rows.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// A text index's embedding model (None: a vector index).
+    pub fn model(&self) -> Option<String> {
+        self.record.read().unwrap_or_else(|p| p.into_inner()).model.clone()
+    }
+
     pub fn metric(&self) -> Metric {
         self.record.read().unwrap_or_else(|p| p.into_inner()).metric
     }
@@ -502,7 +507,7 @@ impl HnswIndex {
         if self.graph.len() > 0 {
             self.graph.dump(&dir)?;
         }
-        if self.record().model.is_some() {
+        if self.model().is_some() {
             write_vectors(&dir, &rows)?;
         }
         sync_dir(&dir)?;

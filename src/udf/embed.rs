@@ -192,21 +192,27 @@ fn constant_call(f: &datafusion::logical_expr::expr::ScalarFunction, default: &s
 }
 
 /// Replace every `embed(…)` with constant arguments in `plan` (subqueries included)
-/// by its vector, embedding all of them in one round per model.
-pub async fn fold_constant_calls(plan: LogicalPlan, models: &Models, default_model: &str) -> crate::error::Result<LogicalPlan> {
-    let mut wanted: Vec<(String, Option<String>)> = vec![];
+/// by its vector, and move `embed` over columns out of sorts (see
+/// [`sorts_over_projections`]). Every statement passes here: a plan without `embed`
+/// is returned as it is after one read-only walk, and `default_model` (the session's
+/// setting) is only asked for when there is a call.
+pub async fn fold_constant_calls(plan: LogicalPlan, models: &Models, default_model: impl FnOnce() -> String) -> crate::error::Result<LogicalPlan> {
+    let mut calls = vec![];
     plan.apply_with_subqueries(|node| {
         node.apply_expressions(|e| {
             e.apply(|e| {
                 if let Some(f) = embed_call(e) {
-                    if let Some(call) = constant_call(f, default_model) {
-                        wanted.push(call);
-                    }
+                    calls.push(f.clone());
                 }
                 Ok(TreeNodeRecursion::Continue)
             })
         })
     })?;
+    if calls.is_empty() {
+        return Ok(plan);
+    }
+    let default_model = &default_model();
+    let wanted: Vec<(String, Option<String>)> = calls.iter().filter_map(|f| constant_call(f, default_model)).collect();
     if wanted.is_empty() {
         return sorts_over_projections(plan);
     }

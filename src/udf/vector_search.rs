@@ -54,7 +54,7 @@ pub async fn embed_text_queries(statement: &mut Statement, registry: &IndexRegis
     }
     let mut vectors = std::collections::HashMap::new();
     for (index, text) in calls {
-        let Some(model) = registry.get(&index).and_then(|i| i.record().model) else { continue };
+        let Some(model) = registry.get(&index).and_then(|i| i.model()) else { continue };
         let v = models.embed(&model, &[Some(text.as_str())], None).await?.pop().flatten();
         let v = v.ok_or_else(|| Error::DataException("the query text is empty".into()))?;
         vectors.insert((index, text), super::vector::to_text(&v));
@@ -96,7 +96,7 @@ fn text_query(registry: &IndexRegistry, name: &str, args: &[FunctionArg]) -> Opt
     }
     let index = string_arg(&args[0])?;
     let text = string_arg(&args[1])?;
-    let is_text_index = registry.get(&index)?.record().model.is_some();
+    let is_text_index = registry.get(&index)?.model().is_some();
     (is_text_index && super::vector::parse_text(&text).is_err()).then_some((index, text))
 }
 
@@ -143,7 +143,7 @@ impl TableFunctionImpl for VectorSearch {
         };
         let index = self.registry.get(&name).ok_or_else(|| unknown_index(&name).into_datafusion())?;
         let q = constant(&args, &exprs[1])?;
-        if let (Some(model), ScalarValue::Utf8(Some(t)) | ScalarValue::Utf8View(Some(t)) | ScalarValue::LargeUtf8(Some(t))) = (index.record().model, &q) {
+        if let (Some(model), ScalarValue::Utf8(Some(t)) | ScalarValue::Utf8View(Some(t)) | ScalarValue::LargeUtf8(Some(t))) = (index.model(), &q) {
             if super::vector::parse_text(t).is_err() {
                 return Err(Error::InvalidParameter(format!(
                     "vector_search on text index {name} needs its query text as a literal (it is embedded before planning); with a bound parameter use ORDER BY over embed('{model}', $1) or pass the vector"

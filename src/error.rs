@@ -40,6 +40,9 @@ pub enum Error {
     InvalidText(String),
     #[error("{0}")]
     DependentObjects(String),
+    /// Busy: another operation holds the object (55006).
+    #[error("{0}")]
+    ObjectInUse(String),
     #[error("{0}")]
     WrongObjectType(String),
     #[error("permission denied: {0}")]
@@ -103,7 +106,7 @@ impl Error {
             Error::Canceled => "57014",
             Error::Protocol(_) => "08P01",
             Error::Configuration(_) => "F0000",
-            Error::DataDirLocked { .. } => "55006",
+            Error::DataDirLocked { .. } | Error::ObjectInUse(_) => "55006",
             Error::Io { .. } => "58030",
             Error::CorruptCatalog { .. } => "XX001",
             Error::Internal(_) => "XX000",

@@ -33,6 +33,7 @@ pub mod executor;
 pub mod server;
 pub mod session;
 pub mod table_providers;
+pub mod tuning;
 pub mod udf;
 
 pub use config::Config;

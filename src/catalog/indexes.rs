@@ -45,6 +45,10 @@ pub struct IndexRecord {
     /// indexed vectors, which are stored with the index (`vectors.arrow`).
     #[serde(default)]
     pub model: Option<String>,
+    /// The promoted configuration's ef_search (#5): searches use it unless the session
+    /// sets `hnsw.ef_search`. None: 40.
+    #[serde(default)]
+    pub ef_search: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -55,7 +59,38 @@ pub struct CoveredFile {
 
 impl IndexRecord {
     pub fn params(&self) -> String {
-        format!("m={}, ef_construction={}", self.m, self.ef_construction)
+        match self.ef_search {
+            Some(ef) => format!("m={}, ef_construction={}, ef_search={ef}", self.m, self.ef_construction),
+            None => format!("m={}, ef_construction={}", self.m, self.ef_construction),
+        }
+    }
+}
+
+#[cfg(test)]
+impl IndexRecord {
+    /// A record with pgvector's default parameters, for catalog tests.
+    pub fn test_record(name: &str, table: &str) -> IndexRecord {
+        IndexRecord {
+            name: name.into(),
+            table: table.into(),
+            column: "v".into(),
+            method: "hnsw".into(),
+            metric: Metric::L2,
+            m: 16,
+            ef_construction: 64,
+            dims: 2,
+            rows: 0,
+            bucket: "primary".into(),
+            location: "file:///nowhere/".into(),
+            files: vec![],
+            ip_shift: 0.0,
+            build_secs: 0.0,
+            size_bytes: 0,
+            built_at: String::new(),
+            updated_at: None,
+            model: None,
+            ef_search: None,
+        }
     }
 }
 

@@ -10,9 +10,12 @@
 
 pub mod buckets;
 pub mod datasets;
+pub mod eval_sets;
 pub mod indexes;
 pub mod models;
 pub mod procedures;
+pub mod promotions;
+pub mod trials;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -46,6 +49,12 @@ pub struct CatalogState {
     /// Added in #4; older catalogs have none.
     #[serde(default)]
     pub models: BTreeMap<String, models::ModelRecord>,
+    /// Added in #5 (autotune); older catalogs have none. Trials are not here: they
+    /// are journals in the index's bucket (catalog::trials).
+    #[serde(default)]
+    pub eval_sets: BTreeMap<String, eval_sets::EvalSetRecord>,
+    #[serde(default)]
+    pub promotions: BTreeMap<String, promotions::PromotionState>,
 }
 
 pub struct Catalog {

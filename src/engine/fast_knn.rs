@@ -18,7 +18,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan};
 
 use super::{Engine, QueryResult, Session};
 use crate::error::{Error, Result};
-use crate::table_providers::hnsw_scan::{HnswScanNode, ef_search};
+use crate::table_providers::hnsw_scan::{HnswScanNode, effective_ef_search};
 use crate::udf::vector::{Vectors, check_values};
 
 #[derive(Debug, Clone)]
@@ -94,7 +94,7 @@ impl Engine {
         if let Err(e) = check_values(&q) {
             return Some(Err(e));
         }
-        let ef = ef_search(session.ctx.state_ref().read().config_options());
+        let ef = effective_ef_search(session.ctx.state_ref().read().config_options(), &index);
         let run = || -> Result<RecordBatch> {
             let found = index.search(&q, fast.k, ef, None)?;
             let ids: Vec<usize> = found.iter().map(|(i, _)| *i).collect();

@@ -31,7 +31,7 @@ impl Drop for CancelOnDrop {
 
 /// Run `work` on a blocking thread, turning its progress lines into NOTICEs as they
 /// come. `work` gets the progress sink and the cancel flag.
-async fn run_blocking_with_progress<T: Send + 'static>(
+pub(super) async fn run_blocking_with_progress<T: Send + 'static>(
     session: &Session,
     work: impl FnOnce(&(dyn Fn(String) + Sync), &AtomicBool) -> Result<T> + Send + 'static,
 ) -> Result<T> {
@@ -286,6 +286,7 @@ impl Engine {
             built_at: String::new(),
             updated_at: None,
             model: params.model.clone(),
+            ef_search: None,
         };
         let location = record.location.clone();
         let r2 = rec.clone();
@@ -338,6 +339,7 @@ impl Engine {
                 Some(rec) => {
                     self.indexes.remove(&name);
                     indexes::remove_files(&rec.location);
+                    self.forget_tuning(&rec).await;
                 }
                 None if if_exists => session.notice(format!("index \"{name}\" does not exist, skipping")),
                 None => return Err(unknown_index(&name)),
@@ -353,6 +355,7 @@ impl Engine {
         for rec in crate::catalog::blocking(move || catalog.remove_indexes_on(&t)).await? {
             self.indexes.remove(&rec.name);
             indexes::remove_files(&rec.location);
+            self.forget_tuning(&rec).await;
         }
         Ok(())
     }
@@ -360,6 +363,8 @@ impl Engine {
     /// Add the table's files an index does not cover yet (after INSERT, or found on
     /// start after a crash between an INSERT and its index update).
     pub(super) async fn catch_up_indexes(&self, session: Option<&Session>, table: &str) -> Result<()> {
+        // One generation change at a time (a promotion's swap, another INSERT).
+        let _w = self.index_writes.lock().await;
         for index in self.indexes.on_table(table) {
             let Some(rec) = self.catalog.dataset(table) else { return Ok(()) };
             let ir = index.record();

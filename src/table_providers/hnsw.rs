@@ -147,7 +147,9 @@ impl Graph {
 
 // ------------------------------------------------------------------- table rows
 
-/// The indexed table's rows, and its vector column as one f32 buffer.
+/// The indexed table's rows, and its vector column as one f32 buffer (cheap to
+/// clone: the buffers are shared).
+#[derive(Clone)]
 pub struct TableRows {
     pub batch: RecordBatch,
     values: ScalarBuffer<f32>,
@@ -335,6 +337,19 @@ fn insert_rows(graph: &Graph, metric: Metric, shift: f32, rows: &TableRows, from
     Ok(())
 }
 
+/// A new graph over all of `rows` with `record`'s metric and parameters.
+fn build_graph(record: &IndexRecord, rows: &TableRows, progress: Progress, cancel: &AtomicBool) -> Result<(Graph, f32)> {
+    check_finite(rows, 0)?;
+    let max_norm_sq = (0..rows.len()).filter_map(|i| rows.vector(i)).map(distance::norm_squared).fold(0f32, f32::max);
+    let shift = if record.metric == Metric::Ip { (2.0 * max_norm_sq).max(2.0) } else { 0.0 };
+    let graph = Graph::new(record.metric, record.m, record.ef_construction, rows.len(), shift)?;
+    insert_rows(&graph, record.metric, shift, rows, 0, progress, cancel)?;
+    if cancel.load(Ordering::Relaxed) {
+        return Err(Error::Canceled);
+    }
+    Ok((graph, shift))
+}
+
 fn check_finite(rows: &TableRows, from: usize) -> Result<()> {
     for i in from..rows.len() {
         if let Some(v) = rows.vector(i) {
@@ -406,14 +421,7 @@ impl HnswIndex {
     /// the parameters; rows, dims, sizes and timings are filled in.
     pub fn build(mut record: IndexRecord, rows: TableRows, covered: Vec<CoveredFile>, progress: Progress, cancel: &AtomicBool) -> Result<HnswIndex> {
         let started = std::time::Instant::now();
-        check_finite(&rows, 0)?;
-        let max_norm_sq = (0..rows.len()).filter_map(|i| rows.vector(i)).map(distance::norm_squared).fold(0f32, f32::max);
-        let shift = if record.metric == Metric::Ip { (2.0 * max_norm_sq).max(2.0) } else { 0.0 };
-        let graph = Graph::new(record.metric, record.m, record.ef_construction, rows.len(), shift)?;
-        insert_rows(&graph, record.metric, shift, &rows, 0, progress, cancel)?;
-        if cancel.load(Ordering::Relaxed) {
-            return Err(Error::Canceled);
-        }
+        let (graph, shift) = build_graph(&record, &rows, progress, cancel)?;
         let dir = location_dir(&record.location)?;
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
         // hnsw_rs cannot dump an empty graph; an empty index has no files until rows come.
@@ -433,6 +441,36 @@ impl HnswIndex {
         record.built_at = crate::catalog::now_rfc3339();
         let flat = graph.flatten(rows.len(), rows.dims);
         Ok(HnswIndex { record: RwLock::new(record), graph, shift, rows: RwLock::new(Arc::new(rows)), flat: RwLock::new(flat), append: Mutex::new(()) })
+    }
+
+    /// Build over rows shared with another index, in memory only (a tuning trial's
+    /// candidate configuration): no files, not in the catalog.
+    pub fn build_in_memory(mut record: IndexRecord, rows: Arc<TableRows>, progress: Progress, cancel: &AtomicBool) -> Result<HnswIndex> {
+        let started = std::time::Instant::now();
+        let (graph, shift) = build_graph(&record, &rows, progress, cancel)?;
+        record.rows = rows.len();
+        record.ip_shift = shift;
+        record.build_secs = started.elapsed().as_secs_f64();
+        record.built_at = crate::catalog::now_rfc3339();
+        let flat = graph.flatten(rows.len(), rows.dims);
+        Ok(HnswIndex { record: RwLock::new(record), graph, shift, rows: RwLock::new(rows), flat: RwLock::new(flat), append: Mutex::new(()) })
+    }
+
+    /// Bytes the searchable graph holds in memory (vectors and links; the table's
+    /// other columns not counted).
+    pub fn memory_bytes(&self) -> usize {
+        let flat = self.flat.read().unwrap_or_else(|p| p.into_inner()).clone();
+        flat.map(|f| f.memory_bytes()).unwrap_or(0)
+    }
+
+    /// The promoted ef_search (CALL promote), if any.
+    pub fn tuned_ef_search(&self) -> Option<usize> {
+        self.record.read().unwrap_or_else(|p| p.into_inner()).ef_search
+    }
+
+    /// Set the promoted ef_search (the catalog holds it durably).
+    pub fn set_tuned_ef_search(&self, ef: Option<usize>) {
+        self.record.write().unwrap_or_else(|p| p.into_inner()).ef_search = ef;
     }
 
     /// Load a stored index and its table's rows; no graph is rebuilt.
@@ -459,6 +497,12 @@ impl HnswIndex {
 
     pub fn record(&self) -> IndexRecord {
         self.record.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The record and rows as of one moment (not in the middle of an append).
+    pub fn snapshot(&self) -> (IndexRecord, Arc<TableRows>) {
+        let _one = self.append.lock().unwrap_or_else(|p| p.into_inner());
+        (self.record(), self.rows())
     }
 
     pub fn rows(&self) -> Arc<TableRows> {

@@ -93,6 +93,12 @@ impl FlatGraph {
         Some(FlatGraph { dims, vectors, l0_offsets, l0_neighbours, upper, entry, len: ids })
     }
 
+    /// Bytes the search structure holds (vectors, links, offsets).
+    pub fn memory_bytes(&self) -> usize {
+        let upper: usize = self.upper.iter().flat_map(|l| l.values()).map(|ns| 8 + ns.len() * 4).sum();
+        self.vectors.len() * 4 + self.l0_offsets.len() * 4 + self.l0_neighbours.len() * 4 + upper
+    }
+
     #[inline]
     fn vector(&self, id: u32) -> &[f32] {
         let i = id as usize * self.dims;

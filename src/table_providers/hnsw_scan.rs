@@ -42,7 +42,8 @@ datafusion::common::extensions_options! {
     /// Per-session HNSW search settings (`SET hnsw.ef_search = 100`).
     pub struct HnswOptions {
         /// Candidates kept per HNSW search; higher is slower and more accurate.
-        pub ef_search: usize, default = 40
+        /// 0 = not set: each index's promoted ef_search, else 40.
+        pub ef_search: usize, default = 0
     }
 }
 
@@ -52,8 +53,18 @@ impl ConfigExtension for HnswOptions {
 
 pub const EF_SEARCH_MAX: usize = 1000;
 
-pub fn ef_search(options: &datafusion::config::ConfigOptions) -> usize {
-    options.extensions.get::<HnswOptions>().map(|o| o.ef_search).unwrap_or(40)
+/// ef_search when nothing else says: pgvector's default.
+pub const DEFAULT_EF_SEARCH: usize = 40;
+
+/// The session's `SET hnsw.ef_search`, if it set one.
+pub fn ef_search(options: &datafusion::config::ConfigOptions) -> Option<usize> {
+    options.extensions.get::<HnswOptions>().map(|o| o.ef_search).filter(|e| *e > 0)
+}
+
+/// The ef_search a search of `index` uses: the session's setting, else the index's
+/// promoted one (CALL promote), else 40.
+pub fn effective_ef_search(options: &datafusion::config::ConfigOptions, index: &HnswIndex) -> usize {
+    ef_search(options).or_else(|| index.tuned_ef_search()).unwrap_or(DEFAULT_EF_SEARCH)
 }
 
 // ------------------------------------------------------------------- logical node
@@ -128,7 +139,7 @@ impl HnswRewrite {
 
     /// Rebuild `plan` with the scan under it replaced, if the chain down to it is
     /// projections and filters and `e` resolves to `<distance>(column, literal)`.
-    fn below(&self, plan: &LogicalPlan, e: &Expr, filters: &mut Vec<Expr>, k: usize, ef: usize) -> Option<LogicalPlan> {
+    fn below(&self, plan: &LogicalPlan, e: &Expr, filters: &mut Vec<Expr>, k: usize, ef: Option<usize>) -> Option<LogicalPlan> {
         match plan {
             LogicalPlan::Projection(p) => {
                 let e2 = e
@@ -185,7 +196,7 @@ impl HnswRewrite {
                     table: ts.table_name.clone(),
                     query: q.clone(),
                     k,
-                    ef_search: ef,
+                    ef_search: ef.or_else(|| index.tuned_ef_search()).unwrap_or(DEFAULT_EF_SEARCH),
                     filters: filters.clone(),
                     projection: ts.projection.clone(),
                     schema: ts.projected_schema.clone(),

@@ -25,3 +25,14 @@ pub fn register_all(catalog_provider: &Arc<dyn CatalogProvider>, catalog: &Arc<C
     catalog_provider.register_schema(SYSTEM_SCHEMA, schema)?;
     Ok(())
 }
+
+/// `lakehouse.trials` and `lakehouse.agent`, which read the engine's tuning state.
+pub fn register_tuning(catalog_provider: &Arc<dyn CatalogProvider>, tuning: &Arc<crate::tuning::Tuning>) -> Result<()> {
+    let schema = catalog_provider
+        .schema(SYSTEM_SCHEMA)
+        .ok_or_else(|| crate::error::Error::Internal("system schema missing".into()))?;
+    for (name, table) in system::tuning_tables(tuning) {
+        schema.register_table(name.to_string(), Arc::new(table))?;
+    }
+    Ok(())
+}

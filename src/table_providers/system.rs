@@ -131,7 +131,218 @@ pub fn tables(catalog: &Arc<Catalog>) -> Vec<SystemTable> {
                 ])
             }),
         },
+        SystemTable {
+            name: "eval_sets",
+            schema: Arc::new(Schema::new(vec![
+                text("name"),
+                text("index_name"),
+                Field::new("k", DataType::Int64, false),
+                Field::new("queries", DataType::Int64, false),
+                Field::new("seed", DataType::Int64, false),
+                text("source"),
+                Field::new("rows", DataType::Int64, false),
+                text("location"),
+                text("created_at"),
+            ])),
+            catalog: catalog.clone(),
+            produce: Arc::new(|s| {
+                let e: Vec<_> = s.eval_sets.values().collect();
+                let ints = |f: &dyn Fn(&crate::catalog::eval_sets::EvalSetRecord) -> i64| -> ArrayRef {
+                    Arc::new(Int64Array::from(e.iter().map(|x| f(x)).collect::<Vec<_>>()))
+                };
+                Ok(vec![
+                    strings(e.iter().map(|x| Some(x.name.clone()))),
+                    strings(e.iter().map(|x| Some(x.index.clone()))),
+                    ints(&|x| x.k as i64),
+                    ints(&|x| x.queries as i64),
+                    ints(&|x| x.seed as i64),
+                    strings(e.iter().map(|x| Some(x.source.clone()))),
+                    ints(&|x| x.rows as i64),
+                    strings(e.iter().map(|x| Some(x.location.clone()))),
+                    strings(e.iter().map(|x| Some(x.created_at.clone()))),
+                ])
+            }),
+        },
+        SystemTable {
+            name: "promotions",
+            schema: Arc::new(Schema::new(vec![
+                text("index_name"),
+                Field::new("position", DataType::Int64, false),
+                Field::new("trial_id", DataType::Int64, true),
+                Field::new("is_current", DataType::Boolean, false),
+                Field::new("m", DataType::Int64, false),
+                Field::new("ef_construction", DataType::Int64, false),
+                Field::new("ef_search", DataType::Int64, false),
+                Field::new("recall", DataType::Float64, true),
+                Field::new("p50_ms", DataType::Float64, true),
+                text("promoted_by"),
+                text("promoted_at"),
+                text("note"),
+                Field::new("applied", DataType::Boolean, true),
+            ])),
+            catalog: catalog.clone(),
+            produce: Arc::new(|s| {
+                // (index, position, promotion, applied): position 0 is the current one.
+                let mut rows = vec![];
+                for (name, st) in &s.promotions {
+                    let built = s.indexes.get(name).map(|r| (r.m, r.ef_construction));
+                    if let Some(c) = &st.current {
+                        rows.push((name, 0i64, c, Some(built == Some((c.m, c.ef_construction)))));
+                    }
+                    for (i, h) in st.history.iter().enumerate() {
+                        rows.push((name, i as i64 + 1, h, None));
+                    }
+                }
+                let ints = |f: &dyn Fn(&crate::catalog::promotions::Promotion) -> i64| -> ArrayRef {
+                    Arc::new(Int64Array::from(rows.iter().map(|(_, _, p, _)| f(p)).collect::<Vec<_>>()))
+                };
+                Ok(vec![
+                    strings(rows.iter().map(|r| Some(r.0.clone()))),
+                    Arc::new(Int64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
+                    Arc::new(Int64Array::from(rows.iter().map(|r| r.2.trial_id).collect::<Vec<_>>())),
+                    Arc::new(BooleanArray::from(rows.iter().map(|r| r.1 == 0).collect::<Vec<_>>())),
+                    ints(&|p| p.m as i64),
+                    ints(&|p| p.ef_construction as i64),
+                    ints(&|p| p.ef_search as i64),
+                    Arc::new(Float64Array::from(rows.iter().map(|r| r.2.recall).collect::<Vec<_>>())),
+                    Arc::new(Float64Array::from(rows.iter().map(|r| r.2.p50_ms).collect::<Vec<_>>())),
+                    strings(rows.iter().map(|r| Some(r.2.promoted_by.clone()))),
+                    strings(rows.iter().map(|r| Some(r.2.promoted_at.clone()))),
+                    strings(rows.iter().map(|r| Some(r.2.note.clone()))),
+                    Arc::new(BooleanArray::from(rows.iter().map(|r| r.3).collect::<Vec<_>>())),
+                ])
+            }),
+        },
     ]
+}
+
+/// A system table computed from live engine state at scan time (trials, the agent).
+pub struct LiveTable {
+    schema: SchemaRef,
+    produce: Arc<dyn Fn() -> Result<Vec<ArrayRef>> + Send + Sync>,
+}
+
+impl fmt::Debug for LiveTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LiveTable")
+    }
+}
+
+#[async_trait]
+impl TableProvider for LiveTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let columns = (self.produce)().map_err(|e| e.into_datafusion())?;
+        scan_columns(&self.schema, columns, state, projection, filters, limit).await
+    }
+}
+
+/// `lakehouse.trials` (the trial journals) and `lakehouse.agent` (its state).
+pub fn tuning_tables(tuning: &Arc<crate::tuning::Tuning>) -> Vec<(&'static str, LiveTable)> {
+    let t = tuning.clone();
+    let trials = LiveTable {
+        schema: Arc::new(Schema::new(vec![
+            Field::new("trial_id", DataType::Int64, false),
+            text("index_name"),
+            Field::new("m", DataType::Int64, false),
+            Field::new("ef_construction", DataType::Int64, false),
+            Field::new("ef_search", DataType::Int64, false),
+            Field::new("recall", DataType::Float64, false),
+            Field::new("k", DataType::Int64, false),
+            Field::new("queries", DataType::Int64, false),
+            Field::new("p50_ms", DataType::Float64, false),
+            Field::new("p95_ms", DataType::Float64, false),
+            Field::new("build_secs", DataType::Float64, false),
+            Field::new("memory_bytes", DataType::Int64, false),
+            Field::new("rows", DataType::Int64, false),
+            text("eval_set"),
+            text("source"),
+            text("created_at"),
+        ])),
+        produce: Arc::new(move || {
+            let all = t.journal.all();
+            let ints = |f: &dyn Fn(&crate::catalog::trials::TrialRecord) -> i64| -> ArrayRef {
+                Arc::new(Int64Array::from(all.iter().map(|x| f(x)).collect::<Vec<_>>()))
+            };
+            let floats = |f: &dyn Fn(&crate::catalog::trials::TrialRecord) -> f64| -> ArrayRef {
+                Arc::new(Float64Array::from(all.iter().map(|x| f(x)).collect::<Vec<_>>()))
+            };
+            Ok(vec![
+                ints(&|x| x.trial_id),
+                strings(all.iter().map(|x| Some(x.index_name.clone()))),
+                ints(&|x| x.m as i64),
+                ints(&|x| x.ef_construction as i64),
+                ints(&|x| x.ef_search as i64),
+                floats(&|x| x.recall),
+                ints(&|x| x.k as i64),
+                ints(&|x| x.queries as i64),
+                floats(&|x| x.p50_ms),
+                floats(&|x| x.p95_ms),
+                floats(&|x| x.build_secs),
+                ints(&|x| x.memory_bytes as i64),
+                ints(&|x| x.rows as i64),
+                strings(all.iter().map(|x| Some(x.eval_set.clone()))),
+                strings(all.iter().map(|x| Some(x.source.clone()))),
+                strings(all.iter().map(|x| Some(x.created_at.clone()))),
+            ])
+        }),
+    };
+    let t = tuning.clone();
+    let agent = LiveTable {
+        schema: Arc::new(Schema::new(vec![
+            Field::new("enabled", DataType::Boolean, false),
+            text("running"),
+            text("queue"),
+            Field::new("trials_this_hour", DataType::Int64, false),
+            Field::new("max_trials_per_hour", DataType::Int64, false),
+            Field::new("cooldown_secs", DataType::Int64, false),
+            Field::new("period_secs", DataType::Int64, false),
+            Field::new("max_cpu_share", DataType::Float64, false),
+            text("last_run_at"),
+            text("last_index"),
+            text("last_result"),
+            text("next_wake"),
+            Field::new("trials_run", DataType::Int64, false),
+            Field::new("promotions", DataType::Int64, false),
+        ])),
+        produce: Arc::new(move || {
+            let c = &t.agent.config;
+            let st = t.agent.state();
+            let now = crate::tuning::agent::unix_now();
+            let one_s = |v: Option<String>| strings(std::iter::once(v));
+            let one_i = |v: i64| -> ArrayRef { Arc::new(Int64Array::from(vec![v])) };
+            Ok(vec![
+                Arc::new(BooleanArray::from(vec![c.enabled])),
+                one_s(st.running.clone()),
+                one_s(Some(st.queue.iter().cloned().collect::<Vec<_>>().join(", "))),
+                one_i(st.recent.iter().filter(|t| now - **t < 3600.0).count() as i64),
+                one_i(c.max_trials_per_hour as i64),
+                one_i(c.cooldown_secs as i64),
+                one_i(c.period_secs as i64),
+                Arc::new(Float64Array::from(vec![c.max_cpu_share])),
+                one_s(st.last_run_at.clone()),
+                one_s(st.last_index.clone()),
+                one_s(st.last_result.clone()),
+                one_s(if c.enabled { st.next_wake.clone() } else { None }),
+                one_i(st.trials_run as i64),
+                one_i(st.promotions as i64),
+            ])
+        }),
+    };
+    vec![("trials", trials), ("agent", agent)]
 }
 
 fn strings(values: impl Iterator<Item = Option<String>>) -> ArrayRef {

@@ -15,7 +15,7 @@ use datafusion::logical_expr::{ColumnarValue, Expr};
 use crate::catalog::indexes::unknown_index;
 use crate::error::Error;
 use crate::table_providers::hnsw::IndexRegistry;
-use crate::table_providers::hnsw_scan::ef_search;
+use crate::table_providers::hnsw_scan::effective_ef_search;
 
 use std::ops::ControlFlow;
 
@@ -164,7 +164,7 @@ impl TableFunctionImpl for VectorSearch {
             }
             _ => return Err(Error::InvalidParameter("k must be a positive integer".into()).into_datafusion()),
         };
-        let ef = ef_search(args.session().config_options());
+        let ef = effective_ef_search(args.session().config_options(), &index);
         let found = index.search(&q, k, ef, None).map_err(Error::into_datafusion)?;
         let ids: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
         let rows = index.take(&ids).map_err(Error::into_datafusion)?;

@@ -1,5 +1,6 @@
 //! Integration tests over the wire: one binary, modules inside (compile time).
 
+mod autotune;
 mod embeddings;
 mod fake_embed;
 mod psql;

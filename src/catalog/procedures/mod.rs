@@ -5,10 +5,16 @@
 //! procedure's declared parameters before it runs; a procedure returns record batches
 //! like any query so psql shows what it did.
 
+mod autotune;
+mod autotune_enqueue;
 mod create_bucket;
+mod create_eval_set;
 mod create_model;
 mod drop_bucket;
 mod drop_model;
+mod promote;
+mod rollback;
+mod run_trial;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,6 +33,12 @@ pub use create_bucket::CreateBucketProcedure;
 pub use drop_bucket::DropBucketProcedure;
 pub use create_model::CreateModelProcedure;
 pub use drop_model::DropModelProcedure;
+pub use autotune::AutotuneProcedure;
+pub use autotune_enqueue::AutotuneEnqueueProcedure;
+pub use create_eval_set::CreateEvalSetProcedure;
+pub use promote::PromoteProcedure;
+pub use rollback::RollbackProcedure;
+pub use run_trial::RunTrialProcedure;
 
 /// Every procedure, by SQL name.
 pub fn all() -> Vec<Arc<dyn Procedure>> {
@@ -35,7 +47,22 @@ pub fn all() -> Vec<Arc<dyn Procedure>> {
         Arc::new(DropBucketProcedure),
         Arc::new(CreateModelProcedure),
         Arc::new(DropModelProcedure),
+        Arc::new(CreateEvalSetProcedure),
+        Arc::new(RunTrialProcedure),
+        Arc::new(AutotuneProcedure),
+        Arc::new(PromoteProcedure),
+        Arc::new(RollbackProcedure),
+        Arc::new(AutotuneEnqueueProcedure),
     ]
+}
+
+/// An optional integer argument that must be positive (22023 otherwise).
+pub fn positive(args: &Args, name: &str) -> Result<Option<usize>> {
+    match args.int(name) {
+        None => Ok(None),
+        Some(v) if v > 0 => Ok(Some(v as usize)),
+        Some(v) => Err(Error::InvalidParameter(format!("{name} must be a positive integer, got {v}"))),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use lakehouse::{Config, Engine};
 
-use crate::support::{TestServer, rows_of};
+use crate::support::{BinaryServer, TestServer, client_with_notices, connect, rows_of, sqlstate};
 
 /// `n` pseudo-random `dims`-dimensional points (random() per element) and an index.
 fn setup_sql(n: usize, dims: usize, m: usize, efc: usize) -> String {
@@ -198,4 +198,72 @@ async fn the_agent_runs_after_an_append_within_its_rate_limit() {
     assert_eq!(agent_trials(engine.clone()).await.len(), 2);
     let state = rows_of(&engine, &s, "SELECT enabled, queue, trials_this_hour, trials_run FROM lakehouse.agent").await;
     assert_eq!(state, vec![vec!["true".to_string(), "pts_idx".to_string(), "2".to_string(), "2".to_string()]]);
+}
+
+/// A CancelRequest stops autotune between chunks of a build; the trials finished
+/// before it stay journaled, nothing is promoted, and the index can be tuned again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autotune_can_be_cancelled() {
+    let server = TestServer::start().await;
+    let (c, mut notices) = client_with_notices(server.port).await;
+    c.batch_execute(&setup_sql(20_000, 16, 4, 10)).await.unwrap();
+    let token = c.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    });
+    let started = Instant::now();
+    let grid = r#"[{"m": 32, "ef_construction": 400, "ef_search": 40}, {"m": 48, "ef_construction": 400, "ef_search": 40}]"#;
+    let err = c.batch_execute(&format!("CALL autotune('pts_idx', grid => '{grid}')")).await.unwrap_err();
+    canceller.await.unwrap();
+    assert_eq!(sqlstate(&err), "57014", "{err}");
+    assert!(started.elapsed() < Duration::from_secs(60), "cancel took {:?}", started.elapsed());
+    let mut seen = vec![];
+    while let Ok(n) = notices.try_recv() {
+        seen.push(n);
+    }
+    assert!(seen.iter().any(|n| n.contains("trial build: m = 32, ef_construction = 400")), "{seen:?}");
+    let promotions = c.query_one("SELECT count(*) FROM lakehouse.promotions", &[]).await.unwrap();
+    assert_eq!(promotions.get::<_, i64>(0), 0);
+    // The per-index trial lock was released.
+    c.batch_execute("CALL run_trial('pts_idx', ef_search => 10)").await.unwrap();
+    let trials = c.query_one("SELECT count(*) FROM lakehouse.trials WHERE m = 4", &[]).await.unwrap();
+    assert_eq!(trials.get::<_, i64>(0), 1);
+    server.stop().await;
+}
+
+/// The real binary killed right after a promotion that needs a rebuild: the
+/// promotion was durable, and the next start rebuilds and swaps it in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_interrupted_by_a_crash_is_built_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = BinaryServer::start(&data);
+    let c = connect(server.port, "tester", None).await.unwrap();
+    c.batch_execute(&setup_sql(3000, 16, 4, 10)).await.unwrap();
+    c.batch_execute("CALL run_trial('pts_idx', m => 16, ef_construction => 100, ef_search => 30)").await.unwrap();
+    c.batch_execute("CALL promote('pts_idx', 1)").await.unwrap();
+    // Durable but not built yet (the rebuild takes seconds) when the process dies.
+    let row = c.query_one("SELECT applied FROM lakehouse.promotions WHERE is_current", &[]).await.unwrap();
+    assert_eq!(row.get::<_, Option<bool>>(0), Some(false));
+    server.kill9();
+
+    let server = BinaryServer::start(&data);
+    let c = connect(server.port, "tester", None).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let row = c.query_one("SELECT trial_id, applied FROM lakehouse.promotions WHERE is_current", &[]).await.unwrap();
+        assert_eq!(row.get::<_, Option<i64>>(0), Some(1));
+        if row.get::<_, Option<bool>>(1) == Some(true) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "the promotion was never built");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let params = c.query_one("SELECT params FROM lakehouse.indexes", &[]).await.unwrap();
+    assert_eq!(params.get::<_, String>(0), "m=16, ef_construction=100, ef_search=30");
+    let n = c.query("SELECT id FROM pts ORDER BY v <-> '[0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5]' LIMIT 5", &[]).await.unwrap();
+    assert_eq!(n.len(), 5);
+    drop(c);
+    server.terminate();
 }

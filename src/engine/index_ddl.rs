@@ -59,6 +59,20 @@ pub(super) async fn run_blocking_with_progress<T: Send + 'static>(
     }
 }
 
+/// [`run_blocking_with_progress`] for a session, or (background work: a rebuild, the
+/// agent, a catch-up on start) on a blocking thread with progress to the log.
+pub(super) async fn run_blocking<T: Send + 'static>(
+    session: Option<&Session>,
+    work: impl FnOnce(&(dyn Fn(String) + Sync), &AtomicBool) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    match session {
+        Some(s) => run_blocking_with_progress(s, work).await,
+        None => tokio::task::spawn_blocking(move || work(&|line: String| tracing::info!("{line}"), &AtomicBool::new(false)))
+            .await
+            .map_err(|e| Error::Internal(format!("background task failed: {e}")))?,
+    }
+}
+
 struct HnswParams {
     m: usize,
     ef_construction: usize,
@@ -391,12 +405,7 @@ impl Engine {
             let work = move |progress: &(dyn Fn(String) + Sync), _cancel: &AtomicBool| -> Result<Option<IndexRecord>> {
                 idx.append(batch, vectors, files, loc, progress).map(Some)
             };
-            let appended = match session {
-                Some(s) => run_blocking_with_progress(s, work).await,
-                None => tokio::task::spawn_blocking(move || work(&|line: String| tracing::info!("{line}"), &AtomicBool::new(false)))
-                    .await
-                    .map_err(|e| Error::Internal(e.to_string()))?,
-            };
+            let appended = run_blocking(session, work).await;
             match appended {
                 Ok(Some(new_rec)) => {
                     let catalog = self.catalog.clone();

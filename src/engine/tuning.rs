@@ -14,7 +14,7 @@ use std::sync::atomic::AtomicBool;
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::Float32Type;
 
-use super::index_ddl::run_blocking_with_progress;
+use super::index_ddl::run_blocking;
 use super::{Engine, Session};
 use crate::catalog::eval_sets::{EvalData, EvalSetRecord, unknown_eval_set};
 use crate::catalog::indexes::{self, unknown_index};
@@ -211,11 +211,12 @@ impl Engine {
             },
         };
         let (record, rows) = live.snapshot();
-        if let Some(d) = self.tuning.cached_eval(&rec.name, rows.len()) {
+        let now_rows = rows.len();
+        if let Some(d) = self.tuning.cached_eval(&rec.name, now_rows) {
             return Ok((rec, d));
         }
         let path = crate::catalog::datasets::local_dir(&rec.location).ok_or_else(|| Error::NotSupported(rec.location.clone()))?;
-        let stale = rec.rows != rows.len();
+        let stale = rec.rows != now_rows;
         let (metric, k) = (record.metric, rec.k);
         let data = tokio::task::spawn_blocking(move || -> Result<EvalData> {
             let stored = EvalData::read(&path)?;
@@ -229,11 +230,11 @@ impl Engine {
         .map_err(|e| Error::Internal(format!("eval set task failed: {e}")))??;
         if stale {
             if let Some(s) = session {
-                s.notice(format!("eval set {}: ground truth recomputed for {} rows (it was computed over {})", rec.name, record.rows.max(live.rows().len()), rec.rows));
+                s.notice(format!("eval set {}: ground truth recomputed for {now_rows} rows (it was computed over {})", rec.name, rec.rows));
             }
         }
         let data = Arc::new(data);
-        self.tuning.cache_eval(&rec.name, live.rows().len(), data.clone());
+        self.tuning.cache_eval(&rec.name, now_rows, data.clone());
         Ok((rec, data))
     }
 
@@ -289,12 +290,7 @@ impl Engine {
                 }
             }
         };
-        match session {
-            Some(s) => run_blocking_with_progress(s, work).await,
-            None => tokio::task::spawn_blocking(move || work(&|line: String| tracing::info!("{line}"), &AtomicBool::new(false)))
-                .await
-                .map_err(|e| Error::Internal(format!("trial task failed: {e}")))?,
-        }
+        run_blocking(session, work).await
     }
 
     /// Make `p` the index's current configuration (durable on return), then rebuild
@@ -380,12 +376,7 @@ impl Engine {
             progress(what);
             HnswIndex::build(rec, (*rows).clone(), covered, progress, cancel)
         };
-        let built = match session {
-            Some(s) => run_blocking_with_progress(s, work).await,
-            None => tokio::task::spawn_blocking(move || work(&|line: String| tracing::info!("{line}"), &AtomicBool::new(false)))
-                .await
-                .map_err(|e| Error::Internal(format!("rebuild task failed: {e}")))?,
-        };
+        let built = run_blocking(session, work).await;
         let new_index = match built {
             Ok(i) => i,
             Err(e) => {

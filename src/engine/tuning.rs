@@ -247,7 +247,6 @@ impl Engine {
                 cfg.check()?;
             }
         }
-        let (erec, data) = self.eval_for(session, index, eval_name).await?;
         let lock = self.tuning.trial_lock(index);
         let _one = match lock.clone().try_lock_owned() {
             Ok(g) => g,
@@ -259,6 +258,8 @@ impl Engine {
                 lock.lock_owned().await
             }
         };
+        // Under the lock: two first runs do not both create the default eval set.
+        let (erec, data) = self.eval_for(session, index, eval_name).await?;
         let pool = if source == "agent" {
             let threads = self.config.agent.threads();
             Some(rayon::ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("agent-build-{i}")).build().map_err(|e| Error::Internal(e.to_string()))?)

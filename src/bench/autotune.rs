@@ -146,6 +146,47 @@ pub async fn run(o: AutotuneBench) -> Result<()> {
         );
     }
 
+    // The agent's share of the cores: queries per second of a search loop while a
+    // trial builds with the agent's pool (max_cpu_share 0.5) and with all cores.
+    let (_, queries) = super::synthetic(0, 500, o.dims, o.seed + 1);
+    let qps_during = |source: &'static str, cfg: Option<TrialConfig>| {
+        let engine = engine.clone();
+        let queries = queries.clone();
+        let dims = o.dims;
+        async move {
+            let index = engine.index("bench_idx").ok_or_else(|| Error::Internal("bench index missing".into()))?;
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = stop.clone();
+            let searcher = tokio::task::spawn_blocking(move || {
+                let (mut n, t) = (0usize, Instant::now());
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    let q = &queries[(n % 500) * dims..(n % 500 + 1) * dims];
+                    let _ = index.search(q, 10, 40, None);
+                    n += 1;
+                }
+                n as f64 / t.elapsed().as_secs_f64()
+            });
+            match cfg {
+                Some(c) => {
+                    engine.run_tuning(None, "bench_idx", None, source, Plan::Configs(vec![c])).await?;
+                }
+                None => tokio::time::sleep(std::time::Duration::from_secs(5)).await,
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            searcher.await.map_err(|e| Error::Internal(e.to_string()))
+        }
+    };
+    let idle = qps_during("bench", None).await?;
+    let agent = qps_during("agent", Some(TrialConfig::new(24, 200, 40))).await?;
+    let full = qps_during("autotune", Some(TrialConfig::new(24, 210, 40))).await?;
+    println!(
+        "\n== queries during a trial build (one search thread, ef 40): idle {idle:.0} QPS; agent build on {} thread(s) (max_cpu_share {}) {agent:.0} QPS ({:.2}x); autotune build on all cores {full:.0} QPS ({:.2}x)",
+        crate::tuning::agent::AgentConfig::default().threads(),
+        crate::tuning::agent::AgentConfig::default().max_cpu_share,
+        agent / idle,
+        full / idle
+    );
+
     let t = Instant::now();
     let out = engine
         .execute_collect(&s, &format!("CALL autotune('bench_idx', min_recall => {}, strategy => 'adaptive', max_trials => {budget}, wait => true)", o.min_recall))

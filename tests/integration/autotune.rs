@@ -267,3 +267,31 @@ async fn a_promotion_interrupted_by_a_crash_is_built_at_the_next_start() {
     drop(c);
     server.terminate();
 }
+
+/// The agent's period queues every index by itself (no enqueue, no append).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_wakes_on_its_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.agent.enabled = true;
+    c.agent.period_secs = 1;
+    c.agent.cooldown_secs = 3600;
+    let engine = Engine::open(c).await.unwrap();
+    let s = engine.new_session("t", "lakehouse");
+    engine.execute_collect(&s, &setup_sql(500, 4, 8, 32)).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let t = rows_of(&engine, &s, "SELECT source FROM lakehouse.trials").await;
+        if !t.is_empty() {
+            assert_eq!(t, vec![vec!["agent".to_string()]]);
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the period never woke the agent");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The cooldown (an hour) holds the index from then on; the agent sleeps until then.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(rows_of(&engine, &s, "SELECT count(*) FROM lakehouse.trials").await, vec![vec!["1".to_string()]]);
+    let wake = rows_of(&engine, &s, "SELECT next_wake IS NOT NULL, last_index FROM lakehouse.agent").await;
+    assert_eq!(wake, vec![vec!["true".to_string(), "pts_idx".to_string()]]);
+}

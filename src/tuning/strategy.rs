@@ -39,8 +39,10 @@ fn ladder_index(ef: usize) -> usize {
 ///    `min_recall` (recall grows with ef_search: a galloping search then bisection);
 /// 2. then neighbouring builds — ef_construction doubled, m doubled, m halved,
 ///    ef_construction halved — each searched for its own smallest passing
-///    ef_search starting from the best one so far; a neighbour with a lower p50
-///    becomes the new centre and its neighbours are tried in turn.
+///    ef_search starting from the best one so far (given up as soon as a failing
+///    trial is already slower than the centre: more ef_search only costs more); a
+///    neighbour with a lower p50 becomes the new centre and its neighbours are
+///    tried in turn.
 ///
 /// `run` runs (and journals) one trial. Returns every trial run, in order.
 pub fn adaptive(mut run: impl FnMut(TrialConfig) -> Result<TrialRecord>, start: (usize, usize), start_ef: usize, min_recall: f64, budget: usize) -> Result<Vec<TrialRecord>> {
@@ -60,8 +62,9 @@ pub fn adaptive(mut run: impl FnMut(TrialConfig) -> Result<TrialRecord>, start: 
         Ok(Some(t))
     };
     // The smallest passing ladder index for one build, from `from`; None if even
-    // ef_search 200 falls short or the budget ran out first.
-    let mut smallest_passing = |build: (usize, usize), from: usize, seen: &mut HashMap<TrialConfig, TrialRecord>, order: &mut Vec<TrialRecord>| -> Result<Option<TrialRecord>> {
+    // ef_search 200 falls short, or a failing trial is already slower than `ceiling`
+    // (the best p50 so far: a larger ef_search only costs more), or the budget ran out.
+    let mut smallest_passing = |build: (usize, usize), from: usize, ceiling: Option<f64>, seen: &mut HashMap<TrialConfig, TrialRecord>, order: &mut Vec<TrialRecord>| -> Result<Option<TrialRecord>> {
         let cfg = |i: usize| TrialConfig::new(build.0, build.1, EF_LADDER[i]);
         let passes = |t: &TrialRecord| t.recall >= min_recall;
         let Some(first) = eval(cfg(from), seen, order)? else { return Ok(None) };
@@ -80,7 +83,8 @@ pub fn adaptive(mut run: impl FnMut(TrialConfig) -> Result<TrialRecord>, start: 
                     if passes(&t) { pass = Some((i, t)) } else { fail = Some(i) }
                 }
                 (Some(f), None) => {
-                    if *f == EF_LADDER.len() - 1 {
+                    let slower = ceiling.is_some_and(|c| seen.get(&cfg(*f)).is_some_and(|t| t.p50_ms >= c));
+                    if *f == EF_LADDER.len() - 1 || slower {
                         return Ok(None);
                     }
                     let i = (f + step).min(EF_LADDER.len() - 1);
@@ -110,7 +114,7 @@ pub fn adaptive(mut run: impl FnMut(TrialConfig) -> Result<TrialRecord>, start: 
 
     let clamp = |v: usize, (lo, hi): (usize, usize)| v.clamp(lo, hi);
     let start = (clamp(start.0, M_BOUNDS), clamp(start.1, EF_CONSTRUCTION_BOUNDS));
-    let mut centre = smallest_passing(start, ladder_index(start_ef.clamp(EF_SEARCH_BOUNDS.0, EF_SEARCH_BOUNDS.1)), &mut seen, &mut order)?;
+    let mut centre = smallest_passing(start, ladder_index(start_ef.clamp(EF_SEARCH_BOUNDS.0, EF_SEARCH_BOUNDS.1)), None, &mut seen, &mut order)?;
     let mut tried_builds = vec![start];
     let mut centre_build = start;
     loop {
@@ -131,7 +135,8 @@ pub fn adaptive(mut run: impl FnMut(TrialConfig) -> Result<TrialRecord>, start: 
             }
             tried_builds.push(nb);
             let from = centre.as_ref().map(|c| ladder_index(c.ef_search)).unwrap_or(EF_LADDER.len() / 2);
-            let Some(t) = smallest_passing(nb, from, &mut seen, &mut order)? else { continue };
+            let ceiling = centre.as_ref().map(|c| c.p50_ms);
+            let Some(t) = smallest_passing(nb, from, ceiling, &mut seen, &mut order)? else { continue };
             if centre.as_ref().is_none_or(|c| t.p50_ms < c.p50_ms) {
                 centre = Some(t);
                 centre_build = nb;

@@ -19,7 +19,7 @@ pub const SYSTEM_SCHEMA: &str = "lakehouse";
 pub fn register_all(catalog_provider: &Arc<dyn CatalogProvider>, catalog: &Arc<Catalog>, models: &Arc<crate::embedding::Models>) -> Result<()> {
     let schema = Arc::new(MemorySchemaProvider::new());
     for table in system::tables(catalog) {
-        schema.register_table(table.name.to_string(), Arc::new(table))?;
+        schema.register_table(table.name.to_string(), Arc::new(system::LiveTable::from(table)))?;
     }
     schema.register_table("models".to_string(), Arc::new(system::ModelsTable::new(models.clone())))?;
     catalog_provider.register_schema(SYSTEM_SCHEMA, schema)?;

@@ -216,7 +216,8 @@ pub fn tables(catalog: &Arc<Catalog>) -> Vec<SystemTable> {
     ]
 }
 
-/// A system table computed from live engine state at scan time (trials, the agent).
+/// A system table computed at scan time (from the catalog, the trial journals, the
+/// agent's state).
 pub struct LiveTable {
     schema: SchemaRef,
     produce: Arc<dyn Fn() -> Result<Vec<ArrayRef>> + Send + Sync>,
@@ -349,26 +350,11 @@ fn strings(values: impl Iterator<Item = Option<String>>) -> ArrayRef {
     Arc::new(StringArray::from(values.collect::<Vec<_>>()))
 }
 
-#[async_trait]
-impl TableProvider for SystemTable {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let snapshot = self.catalog.snapshot();
-        let columns = (self.produce)(&snapshot).map_err(|e| e.into_datafusion())?;
-        scan_columns(&self.schema, columns, state, projection, filters, limit).await
+/// A catalog table is a live table over the catalog's snapshot at scan time.
+impl From<SystemTable> for LiveTable {
+    fn from(t: SystemTable) -> LiveTable {
+        let (catalog, produce) = (t.catalog, t.produce);
+        LiveTable { schema: t.schema, produce: Arc::new(move || produce(&catalog.snapshot())) }
     }
 }
 

@@ -46,7 +46,7 @@ pub async fn run(engine: &Engine, sql: &str, out: &mut dyn Write, err: &mut dyn 
 }
 
 fn report(e: Error, err: &mut dyn Write) -> Result<()> {
-    let _ = writeln!(err, "ERROR:  {}: {e}", e.sqlstate());
+    let _ = writeln!(err, "ERROR:  {}: {}", e.sqlstate(), e.message());
     Err(e)
 }
 

@@ -8,8 +8,10 @@
 //! (`CREATE TABLE [AS]`, `CREATE EXTERNAL TABLE`, `DROP TABLE`) is planned by DataFusion
 //! and then carried out against the catalog; everything else runs as a DataFusion plan.
 
+mod attach;
 mod fast_knn;
 mod index_ddl;
+pub mod ingest;
 pub mod tuning;
 
 use std::collections::HashMap;
@@ -42,6 +44,7 @@ use crate::table_providers::hnsw::IndexRegistry;
 use crate::table_providers::hnsw_scan::HnswOptions;
 use crate::error::{Error, Result};
 pub use crate::session::Session;
+pub use attach::AttachRequest;
 
 /// The default catalog (database) name, and the schema datasets live in.
 pub const CATALOG_NAME: &str = "lakehouse";
@@ -130,6 +133,8 @@ pub struct Engine {
     index_writes: tokio::sync::Mutex<()>,
     /// This engine, for background work (a promotion's rebuild) started by a call.
     me: std::sync::Weak<Engine>,
+    /// Attached databases by schema name (engine/attach.rs).
+    remotes: std::sync::Mutex<HashMap<String, Arc<crate::table_providers::remote::RemoteSchema>>>,
 }
 
 /// pg_catalog's tables hold the template context that holds them (a reference
@@ -191,6 +196,14 @@ impl Engine {
             let state = template.state_ref();
             let existing = state.read().clone();
             *state.write() = SessionStateBuilder::new_from_existing(existing).with_type_planner(Arc::new(planner)).build();
+            // CREATE EXTERNAL TABLE … STORED AS MYSQL | POSTGRES.
+            use crate::catalog::attachments::RemoteKind;
+            use crate::table_providers::remote::RemoteTableFactory;
+            let mut guard = state.write();
+            for kind in [RemoteKind::Mysql, RemoteKind::Postgres] {
+                let factory = Arc::new(RemoteTableFactory { kind, catalog: catalog.clone() });
+                guard.table_factories_mut().insert(kind.name().to_uppercase(), factory);
+            }
         }
         crate::udf::register_all(&template);
         template.register_udtf("vector_search", Arc::new(crate::udf::vector_search::VectorSearch::new(indexes.clone())));
@@ -206,6 +219,7 @@ impl Engine {
             tuning,
             index_writes: tokio::sync::Mutex::new(()),
             me: me.clone(),
+            remotes: Default::default(),
             indexes,
             models,
             config,
@@ -217,6 +231,7 @@ impl Engine {
             ddl: tokio::sync::Mutex::new(()),
             executor,
         });
+        engine.restore_attachments();
         engine.restore_datasets().await;
         engine.restore_indexes().await;
         engine.resume_promotions();
@@ -239,6 +254,7 @@ impl Engine {
             .with_default_features()
             .with_expr_planners(planners)
             .with_analyzer_rules(analyzer)
+            .with_optimizer_rules(crate::table_providers::remote::optimizer_rules())
             .with_optimizer_rule(Arc::new(HnswRewrite::new(indexes.clone())))
             .with_query_planner(Arc::new(LakehouseQueryPlanner::new(indexes.clone())))
     }
@@ -348,7 +364,15 @@ impl Engine {
     /// Parse a query string into statements.
     pub fn parse(&self, sql: &str) -> Result<Vec<DFStatement>> {
         let sql = &*crate::udf::vector_ops::rewrite_l1_operator(sql);
-        let statements = DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {}).map_err(|e| {
+        // ATTACH/DETACH take DuckDB's syntax (`ATTACH 'url' AS name (TYPE mysql)`);
+        // PostgreSQL has neither statement.
+        let first = sql.trim_start().split_whitespace().next().unwrap_or("").to_lowercase();
+        let statements = if first == "attach" || first == "detach" {
+            DFParser::parse_sql_with_dialect(sql, &datafusion::sql::sqlparser::dialect::DuckDbDialect {})
+        } else {
+            DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})
+        };
+        let statements = statements.map_err(|e| {
             // sqlparser knows only ALTER INDEX … RENAME; PostgreSQL's SET (…) form is
             // valid SQL that lakehouse does not do, not a syntax error.
             if sql.trim_start().to_lowercase().starts_with("alter index") {
@@ -360,6 +384,9 @@ impl Engine {
             }
         })?;
         let all_plain = statements.iter().all(|s| matches!(s, DFStatement::Statement(_)));
+        if first == "attach" || first == "detach" {
+            return Ok(statements.into_iter().collect());
+        }
         if all_plain {
             // The compatibility parser also replaces a few catalog queries wholesale.
             if let Ok(rewritten) = self.compat.parse(sql) {
@@ -525,6 +552,8 @@ impl Engine {
                 | Statement::Set(_)
                 | Statement::Discard { .. }
                 | Statement::CreateIndex(_)
+                | Statement::AttachDuckDBDatabase { .. }
+                | Statement::DetachDuckDBDatabase { .. }
                 | Statement::Drop { object_type: ObjectType::Index, .. } => Some(None),
                 _ => None,
             },
@@ -555,6 +584,12 @@ impl Engine {
                 }
                 Statement::CreateIndex(ci) => return self.create_index(session, ci).await,
                 Statement::AlterIndex { .. } => return Err(alter_index_unsupported()),
+                Statement::AttachDuckDBDatabase { if_not_exists, database_path, database_alias, attach_options, .. } => {
+                    return self.attach_statement(session, *if_not_exists, database_path, database_alias.as_ref(), attach_options).await;
+                }
+                Statement::DetachDuckDBDatabase { if_exists, database_alias, .. } => {
+                    return self.detach(session, &database_alias.value, *if_exists).await;
+                }
                 Statement::Drop { object_type: ObjectType::Index, names, if_exists, .. } => {
                     return self.drop_index(session, names, *if_exists).await;
                 }
@@ -593,11 +628,15 @@ impl Engine {
                 self.create_dataset(session, cmd, bucket).await
             }
             LogicalPlan::Ddl(DdlStatement::CreateExternalTable(cmd)) => {
-                let definition = match statement {
-                    DFStatement::CreateExternalTable(c) => external_definition(c),
-                    other => other.to_string(),
+                let (definition, secret) = match statement {
+                    DFStatement::CreateExternalTable(c) => self.secure_external_definition(c).await?,
+                    other => (other.to_string(), None),
                 };
-                self.create_external(session, cmd, definition).await
+                let created = self.create_external(session, cmd, definition).await;
+                if let (Err(_), Some(file)) = (&created, secret) {
+                    self.catalog.remove_secret(&file);
+                }
+                created
             }
             LogicalPlan::Ddl(DdlStatement::DropTable(cmd)) => self.drop_dataset(session, cmd).await,
             LogicalPlan::Ddl(DdlStatement::CreateView(cmd)) => {
@@ -814,13 +853,15 @@ impl Engine {
         let record = DatasetRecord {
             name: name.clone(),
             bucket: buckets::PRIMARY.to_string(),
-            location: cmd.location.clone(),
+            location: crate::catalog::attachments::redact(&cmd.location),
             format: cmd.file_type.to_lowercase(),
             owned: false,
             schema: None,
             definition: Some(definition),
             source: "external".into(),
             created_at: crate::catalog::now_rfc3339(),
+            lineage: vec![],
+            columns: vec![],
         };
         let catalog = self.catalog.clone();
         let replace = cmd.or_replace;
@@ -860,6 +901,28 @@ impl Engine {
             None => return Err(Error::TableNotFound(name)),
         }
         Ok(QueryResult::command("DROP TABLE"))
+    }
+}
+
+impl Engine {
+    /// The statement an external table is re-created from, with a password written in
+    /// a MySQL/Postgres location moved to a server-only secret file (returned, so a
+    /// failed CREATE can remove it).
+    async fn secure_external_definition(&self, c: &datafusion::sql::parser::CreateExternalTable) -> Result<(String, Option<String>)> {
+        use crate::catalog::attachments::{Location, RemoteKind};
+        if RemoteKind::parse(&c.file_type).is_none() {
+            return Ok((external_definition(c), None));
+        }
+        let (location, password) = Location::parse(&c.location)?;
+        let Some(password) = password else { return Ok((external_definition(c), None)) };
+        let catalog = self.catalog.clone();
+        let owner = c.name.to_string().replace(['"', '.'], "_");
+        let file = crate::catalog::blocking(move || catalog.store_secret(&owner, &password)).await?;
+        let mut safe = c.clone();
+        safe.location = location.display();
+        safe.options.retain(|(k, _)| !k.eq_ignore_ascii_case("password_secret"));
+        safe.options.push(("password_secret".into(), Value::SingleQuotedString(file.clone())));
+        Ok((external_definition(&safe), Some(file)))
     }
 }
 

@@ -15,6 +15,9 @@ pub enum Error {
     Syntax(String),
     #[error("relation \"{0}\" does not exist; see SELECT name FROM lakehouse.datasets")]
     TableNotFound(String),
+    /// A database or table missing at an attached source (42P01).
+    #[error("{0}")]
+    RemoteNotFound(String),
     #[error("relation \"{0}\" already exists")]
     TableExists(String),
     #[error("column {0}")]
@@ -83,7 +86,7 @@ impl Error {
     pub fn sqlstate(&self) -> &'static str {
         match self {
             Error::Syntax(_) => "42601",
-            Error::TableNotFound(_) => "42P01",
+            Error::TableNotFound(_) | Error::RemoteNotFound(_) => "42P01",
             Error::TableExists(_) => "42P07",
             Error::ColumnNotFound(_) => "42703",
             Error::UndefinedObject(_) => "42704",
@@ -113,6 +116,12 @@ impl Error {
         }
     }
 
+    /// The text a client or log sees: the message with any `user:password@` in a
+    /// location redacted (a source's own error may quote its connection string).
+    pub fn message(&self) -> String {
+        crate::catalog::attachments::redact(&self.to_string())
+    }
+
     /// Internal failures are masked on the wire; the full text goes to the server log.
     pub fn is_internal(&self) -> bool {
         matches!(self, Error::Internal(_))
@@ -139,7 +148,9 @@ impl Error {
                 Ok(ours) => *ours,
                 Err(other) => match other.downcast::<DataFusionError>() {
                     Ok(df) => Error::from_datafusion(*df),
-                    Err(other) => Error::DataException(other.to_string()),
+                    Err(other) => crate::table_providers::remote::query_error(other.as_ref())
+                        .or_else(|| classify_source_message(&other.to_string()))
+                        .unwrap_or_else(|| Error::DataException(other.to_string())),
                 },
             },
             DataFusionError::Context(_, inner) => Error::from_datafusion(*inner),
@@ -222,7 +233,21 @@ fn classify_plan_message(msg: String) -> Error {
     Error::Plan(msg)
 }
 
+/// A remote source's failure that reached us as text: a lost connection is 08006.
+fn classify_source_message(msg: &str) -> Option<Error> {
+    let lower = msg.to_lowercase();
+    let lost = ["connection closed", "input/output error", "connection reset", "broken pipe", "lost connection", "server closed the connection", "terminating connection", "unexpected eof"];
+    if lost.iter().any(|p| lower.contains(p)) {
+        let text: Vec<&str> = msg.lines().filter(|l| !l.trim().is_empty()).collect();
+        return Some(Error::ConnectionFailure(format!("the source database closed the connection mid-query: {}", text.last().unwrap_or(&""))));
+    }
+    None
+}
+
 fn classify_execution_message(msg: String) -> Error {
+    if let Some(e) = classify_source_message(&msg) {
+        return e;
+    }
     if msg.contains("No function matches") {
         return classify_plan_message(msg);
     }

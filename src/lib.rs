@@ -22,6 +22,10 @@
 //! and providers → Arrow batches → pgwire encoding. `lakehouse sql` calls the same
 //! `Engine::execute`, so everything works with or without a server.
 
+// The engine's statement future nests DataFusion's, the providers' and the
+// procedures' async blocks deeper than rustc's default layout depth of 128.
+#![recursion_limit = "256"]
+
 pub mod bench;
 pub mod catalog;
 pub mod cli;

@@ -166,7 +166,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), ExitCode> {
     let fail = |e: lakehouse::Error| {
-        eprintln!("lakehouse: {}: {e}", e.sqlstate());
+        eprintln!("lakehouse: {}: {}", e.sqlstate(), e.message());
         ExitCode::FAILURE
     };
     match cli.command {
@@ -196,7 +196,7 @@ async fn run(cli: Cli) -> Result<(), ExitCode> {
             let ef_search: Vec<usize> = ef.split(',').filter_map(|x| x.trim().parse().ok()).collect();
             let opts = lakehouse::bench::VectorBench { dataset, rows, dims, queries, k, m, ef_construction, ef_search, seed, no_python, in_process_only, passes };
             if let Err(e) = lakehouse::bench::vectors(opts).await {
-                eprintln!("ERROR:  {}: {e}", e.sqlstate());
+                eprintln!("ERROR:  {}: {}", e.sqlstate(), e.message());
                 return Err(ExitCode::from(1));
             }
             Ok(())
@@ -204,7 +204,7 @@ async fn run(cli: Cli) -> Result<(), ExitCode> {
         Command::Bench { what: BenchCommand::Autotune { rows, dims, queries, k, min_recall, seed } } => {
             let opts = lakehouse::bench::autotune::AutotuneBench { rows, dims, queries, k, min_recall, seed };
             if let Err(e) = lakehouse::bench::autotune::run(opts).await {
-                eprintln!("ERROR:  {}: {e}", e.sqlstate());
+                eprintln!("ERROR:  {}: {}", e.sqlstate(), e.message());
                 return Err(ExitCode::from(1));
             }
             Ok(())
@@ -213,7 +213,7 @@ async fn run(cli: Cli) -> Result<(), ExitCode> {
             let batches: Vec<usize> = batch.split(',').filter_map(|x| x.trim().parse().ok()).collect();
             let opts = lakehouse::bench::embed::EmbedBench { model_dir, texts, batches, threads, no_python };
             if let Err(e) = lakehouse::bench::embed::run(opts).await {
-                eprintln!("ERROR:  {}: {e}", e.sqlstate());
+                eprintln!("ERROR:  {}: {}", e.sqlstate(), e.message());
                 return Err(ExitCode::from(1));
             }
             Ok(())

@@ -38,9 +38,45 @@ pub struct DatasetRecord {
     /// The CREATE EXTERNAL TABLE / CREATE VIEW statement (external datasets, views).
     #[serde(default)]
     pub definition: Option<String>,
-    /// How the dataset came to be: `create table`, `create table as`, `external`, `view`.
+    /// How the dataset came to be: `create table`, `create table as`, `external`,
+    /// `view`, `ingest`.
     pub source: String,
     pub created_at: String,
+    /// Where the rows came from, one entry per ingest, oldest first (#6).
+    #[serde(default)]
+    pub lineage: Vec<Lineage>,
+    /// Per-column facts found at ingest (source type, PII kind) (#6).
+    #[serde(default)]
+    pub columns: Vec<ColumnMeta>,
+}
+
+/// One ingest into a dataset.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Lineage {
+    /// `mysql` or `postgres`.
+    pub source_system: String,
+    /// The source's location, without a password.
+    pub source_location: String,
+    /// The attached table read (`shop.customers`).
+    pub source_table: String,
+    /// The query sent to the source.
+    pub source_query: String,
+    /// `create`, `append` or `replace`.
+    pub mode: String,
+    pub rows: u64,
+    pub started_at: String,
+    pub finished_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ColumnMeta {
+    pub name: String,
+    /// The column's type at the source (`tinyint(1)`, `jsonb`, …).
+    #[serde(default)]
+    pub source_type: Option<String>,
+    /// `email`, `phone`, `person_name`, `ssn`, `credit_card`, `ip_address`.
+    #[serde(default)]
+    pub pii_kind: Option<String>,
 }
 
 impl DatasetRecord {
@@ -125,6 +161,35 @@ pub fn new_record(name: &str, bucket: &str, location: String, source: &str) -> D
         definition: None,
         source: source.to_string(),
         created_at: now_rfc3339(),
+        lineage: vec![],
+        columns: vec![],
+    }
+}
+
+/// The PostgreSQL name of a column type, as `lakehouse.columns` shows it.
+pub fn sql_type_name(dt: &datafusion::arrow::datatypes::DataType) -> String {
+    use datafusion::arrow::datatypes::{DataType, TimeUnit};
+    match dt {
+        DataType::Boolean => "boolean".into(),
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => "smallint".into(),
+        DataType::Int32 | DataType::UInt16 => "integer".into(),
+        DataType::Int64 | DataType::UInt32 => "bigint".into(),
+        DataType::UInt64 => "numeric(20,0)".into(),
+        DataType::Float16 | DataType::Float32 => "real".into(),
+        DataType::Float64 => "double precision".into(),
+        DataType::Decimal32(p, s) | DataType::Decimal64(p, s) => format!("numeric({p},{s})"),
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => format!("numeric({p},{s})"),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text".into(),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => "bytea".into(),
+        DataType::Date32 | DataType::Date64 => "date".into(),
+        DataType::Time32(_) | DataType::Time64(_) => "time".into(),
+        DataType::Timestamp(_, None) => "timestamp".into(),
+        DataType::Timestamp(_, Some(_)) => "timestamptz".into(),
+        DataType::Interval(_) | DataType::Duration(TimeUnit::Second | TimeUnit::Millisecond | TimeUnit::Microsecond | TimeUnit::Nanosecond) => "interval".into(),
+        DataType::FixedSizeList(f, d) if f.data_type() == &DataType::Float32 => format!("vector({d})"),
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => format!("{}[]", sql_type_name(f.data_type())),
+        DataType::Dictionary(_, v) => sql_type_name(v),
+        other => other.to_string().to_lowercase(),
     }
 }
 

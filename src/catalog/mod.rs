@@ -8,6 +8,7 @@
 //! held with an exclusive OS lock for the life of the process, keeps a second process
 //! from writing the same data directory.
 
+pub mod attachments;
 pub mod buckets;
 pub mod datasets;
 pub mod eval_sets;
@@ -55,6 +56,9 @@ pub struct CatalogState {
     pub eval_sets: BTreeMap<String, eval_sets::EvalSetRecord>,
     #[serde(default)]
     pub promotions: BTreeMap<String, promotions::PromotionState>,
+    /// Added in #6; older catalogs have none.
+    #[serde(default)]
+    pub attachments: BTreeMap<String, attachments::AttachmentRecord>,
 }
 
 pub struct Catalog {

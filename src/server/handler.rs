@@ -25,10 +25,10 @@ use crate::error::Error;
 pub fn to_pg_error(e: &Error) -> PgWireError {
     let message = if e.is_internal() {
         let reference = uuid::Uuid::new_v4().simple().to_string();
-        tracing::error!(reference = %&reference[..8], "internal error: {e}");
+        tracing::error!(reference = %&reference[..8], "internal error: {}", e.message());
         format!("internal error (reference {}); see the server log", &reference[..8])
     } else {
-        e.to_string()
+        e.message()
     };
     PgWireError::UserError(Box::new(ErrorInfo::new(SEVERITY_ERROR.to_owned(), e.sqlstate().to_owned(), message)))
 }

@@ -387,7 +387,10 @@ impl fmt::Debug for LakehouseQueryPlanner {
 impl LakehouseQueryPlanner {
     pub fn new(registry: Arc<IndexRegistry>) -> Self {
         LakehouseQueryPlanner {
-            planner: DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(HnswExtensionPlanner { registry })]),
+            planner: DefaultPhysicalPlanner::with_extension_planners(vec![
+                Arc::new(HnswExtensionPlanner { registry }),
+                Arc::new(datafusion_federation::FederatedPlanner::new()),
+            ]),
         }
     }
 }

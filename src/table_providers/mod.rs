@@ -4,6 +4,7 @@
 pub mod hnsw;
 pub mod hnsw_graph;
 pub mod hnsw_scan;
+pub mod remote;
 pub mod system;
 
 use std::sync::Arc;

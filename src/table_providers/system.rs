@@ -72,10 +72,24 @@ pub fn tables(catalog: &Arc<Catalog>) -> Vec<SystemTable> {
                 Field::new("owned", DataType::Boolean, false),
                 text("source"),
                 text("created_at"),
+                // Lineage of the latest ingest (NULL for other tables).
+                text("source_system"),
+                text("source_location"),
+                text("source_table"),
+                text("source_query"),
+                Field::new("source_rows", DataType::Int64, true),
+                text("ingest_mode"),
+                text("ingest_started_at"),
+                text("ingest_finished_at"),
+                Field::new("ingests", DataType::Int64, false),
+                text("pii_columns"),
             ])),
             catalog: catalog.clone(),
             produce: Arc::new(|s| {
                 let d: Vec<_> = s.datasets.values().collect();
+                let last = |f: &dyn Fn(&crate::catalog::datasets::Lineage) -> String| {
+                    strings(d.iter().map(|d| d.lineage.last().map(f)))
+                };
                 Ok(vec![
                     strings(d.iter().map(|d| Some(d.name.clone()))),
                     strings(d.iter().map(|d| Some(d.bucket.clone()))),
@@ -84,6 +98,87 @@ pub fn tables(catalog: &Arc<Catalog>) -> Vec<SystemTable> {
                     Arc::new(BooleanArray::from(d.iter().map(|d| d.owned).collect::<Vec<_>>())),
                     strings(d.iter().map(|d| Some(d.source.clone()))),
                     strings(d.iter().map(|d| Some(d.created_at.clone()))),
+                    last(&|l| l.source_system.clone()),
+                    last(&|l| l.source_location.clone()),
+                    last(&|l| l.source_table.clone()),
+                    last(&|l| l.source_query.clone()),
+                    Arc::new(Int64Array::from(d.iter().map(|d| d.lineage.last().map(|l| l.rows as i64)).collect::<Vec<_>>())),
+                    last(&|l| l.mode.clone()),
+                    last(&|l| l.started_at.clone()),
+                    last(&|l| l.finished_at.clone()),
+                    Arc::new(Int64Array::from(d.iter().map(|d| d.lineage.len() as i64).collect::<Vec<_>>())),
+                    strings(d.iter().map(|d| {
+                        let flagged: Vec<String> = d
+                            .columns
+                            .iter()
+                            .filter_map(|c| c.pii_kind.as_ref().map(|k| format!("{}:{k}", c.name)))
+                            .collect();
+                        (!flagged.is_empty()).then(|| flagged.join(", "))
+                    })),
+                ])
+            }),
+        },
+        SystemTable {
+            name: "columns",
+            schema: Arc::new(Schema::new(vec![
+                text("dataset"),
+                text("column_name"),
+                Field::new("position", DataType::Int64, false),
+                text("data_type"),
+                text("source_type"),
+                text("pii_kind"),
+            ])),
+            catalog: catalog.clone(),
+            produce: Arc::new(|s| {
+                let mut rows: Vec<(String, String, i64, String, Option<String>, Option<String>)> = vec![];
+                for d in s.datasets.values() {
+                    let Ok(Some(schema)) = d.arrow_schema() else { continue };
+                    for (i, f) in schema.fields().iter().enumerate() {
+                        let meta = d.columns.iter().find(|c| &c.name == f.name());
+                        rows.push((
+                            d.name.clone(),
+                            f.name().clone(),
+                            i as i64 + 1,
+                            crate::catalog::datasets::sql_type_name(f.data_type()),
+                            meta.and_then(|m| m.source_type.clone()),
+                            meta.and_then(|m| m.pii_kind.clone()),
+                        ));
+                    }
+                }
+                Ok(vec![
+                    strings(rows.iter().map(|r| Some(r.0.clone()))),
+                    strings(rows.iter().map(|r| Some(r.1.clone()))),
+                    Arc::new(Int64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+                    strings(rows.iter().map(|r| Some(r.3.clone()))),
+                    strings(rows.iter().map(|r| r.4.clone())),
+                    strings(rows.iter().map(|r| r.5.clone())),
+                ])
+            }),
+        },
+        SystemTable {
+            name: "attachments",
+            schema: Arc::new(Schema::new(vec![
+                text("name"),
+                text("type"),
+                text("location"),
+                text("source_schema"),
+                text("password"),
+                text("types"),
+                Field::new("read_only", DataType::Boolean, false),
+                text("created_at"),
+            ])),
+            catalog: catalog.clone(),
+            produce: Arc::new(|s| {
+                let a: Vec<_> = s.attachments.values().collect();
+                Ok(vec![
+                    strings(a.iter().map(|a| Some(a.name.clone()))),
+                    strings(a.iter().map(|a| Some(a.location.kind.name().to_string()))),
+                    strings(a.iter().map(|a| Some(a.location.display()))),
+                    strings(a.iter().map(|a| Some(a.source_schema()))),
+                    strings(a.iter().map(|a| Some(a.password.describe()))),
+                    strings(a.iter().map(|a| Some(format!("{:?}", a.types).to_lowercase()))),
+                    Arc::new(BooleanArray::from(a.iter().map(|a| a.read_only).collect::<Vec<_>>())),
+                    strings(a.iter().map(|a| Some(a.created_at.clone()))),
                 ])
             }),
         },

@@ -4,6 +4,7 @@
 
 pub mod distance;
 pub mod embed;
+pub mod pii;
 pub mod psql_compat;
 pub mod vector;
 pub mod vector_ops;
@@ -14,6 +15,7 @@ use datafusion::prelude::SessionContext;
 
 pub fn register_all(ctx: &SessionContext) {
     ctx.register_udf(version::version_udf());
+    ctx.register_udf(pii::PiiKindUdf::udf());
     for f in psql_compat::functions() {
         ctx.register_udf(f);
     }

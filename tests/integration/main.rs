@@ -6,6 +6,7 @@ mod fake_embed;
 mod psql;
 mod restart;
 mod security;
+mod sources;
 mod support;
 mod vectors;
 mod wire;

@@ -215,3 +215,74 @@ pub async fn rows_of(engine: &Engine, session: &lakehouse::engine::Session, sql:
     }
     rows
 }
+
+fn on_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// A root connection to the MariaDB/MySQL server on 127.0.0.1:3306, or None (with a
+/// SKIPPED line) on a machine without one; on CI an unreachable server fails the test.
+pub async fn mysql_admin() -> Option<mysql_async::Conn> {
+    let opts = mysql_async::OptsBuilder::default().ip_or_hostname("127.0.0.1").tcp_port(3306).user(Some("root")).db_name(Some("test"));
+    match tokio::time::timeout(Duration::from_secs(10), mysql_async::Conn::new(opts)).await {
+        Ok(Ok(c)) => Some(c),
+        other => {
+            let why = match other {
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "no answer in 10 s".into(),
+                Ok(Ok(_)) => unreachable!(),
+            };
+            if on_ci() {
+                panic!("MariaDB/MySQL at 127.0.0.1:3306 (root, database test) is unreachable on CI, where its tests must run: {why}");
+            }
+            eprintln!("SKIPPED: MySQL source tests need MariaDB/MySQL at 127.0.0.1:3306 (root, no password, database test): {why}");
+            None
+        }
+    }
+}
+
+/// A connection to PostgreSQL on 127.0.0.1:5432 (database test, trust), or None (with a
+/// SKIPPED line); on CI an unreachable server fails the test.
+pub async fn pg_admin() -> Option<tokio_postgres::Client> {
+    let conf = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=10";
+    match tokio_postgres::connect(conf, tokio_postgres::NoTls).await {
+        Ok((client, conn)) => {
+            tokio::spawn(conn);
+            Some(client)
+        }
+        Err(e) => {
+            if on_ci() {
+                panic!("PostgreSQL at 127.0.0.1:5432 (database test, trust) is unreachable on CI, where its tests must run: {e}");
+            }
+            eprintln!("SKIPPED: Postgres source tests need PostgreSQL at 127.0.0.1:5432 (user postgres, trust, database test): {e}");
+            None
+        }
+    }
+}
+
+/// A fresh name for a test's own database or schema (tests run in parallel).
+pub fn fresh_name(prefix: &str) -> String {
+    format!("{prefix}_{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+/// An engine on a temporary data directory, and a session on it.
+pub async fn engine_in(dir: &Path) -> (std::sync::Arc<Engine>, lakehouse::engine::Session) {
+    let mut config = Config::default();
+    config.storage.data_dir = dir.join("data");
+    let engine = Engine::open(config).await.unwrap();
+    let session = engine.new_session("tester", "lakehouse");
+    (engine, session)
+}
+
+/// Run `sql` in-process, expecting an error: its SQLSTATE and message.
+pub async fn error_of(engine: &Engine, session: &lakehouse::engine::Session, sql: &str) -> (String, String) {
+    match engine.execute_collect(session, sql).await {
+        Ok(_) => panic!("{sql}: expected an error"),
+        Err(e) => (e.sqlstate().to_string(), e.message()),
+    }
+}
+
+/// Run a statement in-process that must succeed (commands return no row set).
+pub async fn exec(engine: &Engine, session: &lakehouse::engine::Session, sql: &str) {
+    engine.execute_collect(session, sql).await.unwrap_or_else(|e| panic!("{sql}: {}", e.message()));
+}

@@ -5,13 +5,16 @@
 //! procedure's declared parameters before it runs; a procedure returns record batches
 //! like any query so psql shows what it did.
 
+mod attach;
 mod autotune;
 mod autotune_enqueue;
 mod create_bucket;
 mod create_eval_set;
 mod create_model;
+mod detach;
 mod drop_bucket;
 mod drop_model;
+mod ingest;
 mod promote;
 mod rollback;
 mod run_trial;
@@ -29,7 +32,10 @@ use datafusion::sql::sqlparser::ast::{
 use crate::engine::{Engine, Session};
 use crate::error::{Error, Result};
 
+pub use attach::AttachProcedure;
 pub use create_bucket::CreateBucketProcedure;
+pub use detach::DetachProcedure;
+pub use ingest::IngestProcedure;
 pub use drop_bucket::DropBucketProcedure;
 pub use create_model::CreateModelProcedure;
 pub use drop_model::DropModelProcedure;
@@ -53,6 +59,9 @@ pub fn all() -> Vec<Arc<dyn Procedure>> {
         Arc::new(PromoteProcedure),
         Arc::new(RollbackProcedure),
         Arc::new(AutotuneEnqueueProcedure),
+        Arc::new(AttachProcedure),
+        Arc::new(DetachProcedure),
+        Arc::new(IngestProcedure),
     ]
 }
 

@@ -11,6 +11,7 @@
 
 pub mod autotune;
 pub mod embed;
+pub mod sources;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -123,6 +123,18 @@ enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         passes: usize,
     },
+    /// A MariaDB/MySQL table (1M rows): filtered queries through lakehouse
+    /// (in-process and over pgwire) against mysql_async directly; ingest rows/s.
+    Mysql {
+        /// The server; the bench database lh_bench is created beside this one.
+        #[arg(long, default_value = "mysql://root@127.0.0.1:3306/test")]
+        url: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        /// Timed runs per query (after 2 warm-ups).
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+    },
 }
 
 fn load(common: &Common) -> lakehouse::Result<Config> {
@@ -204,6 +216,14 @@ async fn run(cli: Cli) -> Result<(), ExitCode> {
         Command::Bench { what: BenchCommand::Autotune { rows, dims, queries, k, min_recall, seed } } => {
             let opts = lakehouse::bench::autotune::AutotuneBench { rows, dims, queries, k, min_recall, seed };
             if let Err(e) = lakehouse::bench::autotune::run(opts).await {
+                eprintln!("ERROR:  {}: {}", e.sqlstate(), e.message());
+                return Err(ExitCode::from(1));
+            }
+            Ok(())
+        }
+        Command::Bench { what: BenchCommand::Mysql { url, rows, runs } } => {
+            let opts = lakehouse::bench::sources::SourcesBench { url, rows, runs };
+            if let Err(e) = lakehouse::bench::sources::run(opts).await {
                 eprintln!("ERROR:  {}: {}", e.sqlstate(), e.message());
                 return Err(ExitCode::from(1));
             }

@@ -25,6 +25,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::sql::TableReference;
 use datafusion::sql::unparser::dialect::MySqlDialect;
 use datafusion_table_providers::sql::sql_provider_datafusion::SqlTable;
+use datafusion_federation::sql::SQLExecutor;
 use datafusion_table_providers::UnsupportedTypeAction;
 use datafusion_table_providers::sql::db_connection_pool::DbConnectionPool;
 use datafusion_table_providers::sql::db_connection_pool::dbconnection::get_tables;
@@ -136,17 +137,17 @@ impl RemotePool {
                 // the library, cast to these types by the federated scan.
                 let arrow_schema = mysql_schema(p, schema, table, *types).await?;
                 let dyn_pool: Arc<DynMySQLConnectionPool> = p.clone();
-                let sql_table = SqlTable::new_with_schema("mysql", &dyn_pool, arrow_schema, reference)
+                let sql_table = SqlTable::new_with_schema("mysql", &dyn_pool, arrow_schema, reference.clone())
                     .with_dialect(Arc::new(MySqlDialect {}));
-                Ok(Arc::new(Arc::new(sql_table).create_federated_table_provider()?))
+                Ok(federated(Arc::new(sql_table), reference, RemoteKind::Mysql))
             }
             RemotePool::Postgres(p) => {
                 let dyn_pool: Arc<DynPostgresConnectionPool> = p.clone();
                 let found = SqlTable::new("postgres", &dyn_pool, reference.clone()).await?;
                 let arrow_schema = pg_fix_schema(p, schema, table, found.schema()).await?;
-                let sql_table = SqlTable::new_with_schema("postgres", &dyn_pool, arrow_schema, reference)
+                let sql_table = SqlTable::new_with_schema("postgres", &dyn_pool, arrow_schema, reference.clone())
                     .with_dialect(Arc::new(datafusion::sql::unparser::dialect::PostgreSqlDialect {}));
-                Ok(Arc::new(Arc::new(sql_table).create_federated_table_provider()?))
+                Ok(federated(Arc::new(sql_table), reference, RemoteKind::Postgres))
             }
         }
     }
@@ -154,6 +155,83 @@ impl RemotePool {
 }
 
 use datafusion_table_providers::postgres::DynPostgresConnectionPool;
+
+/// A source table as a federated provider whose SQL names every selected column
+/// after the plan's field (see [`NamedColumns`]).
+fn federated<T: 'static, P: 'static>(table: Arc<SqlTable<T, P>>, reference: TableReference, kind: RemoteKind) -> Arc<dyn TableProvider>
+where
+    SqlTable<T, P>: SQLExecutor + TableProvider,
+{
+    use datafusion_federation::sql::{RemoteTableRef, SQLFederationProvider, SQLTableSource};
+    let schema = TableProvider::schema(table.as_ref());
+    let executor = Arc::new(NamedColumns { inner: table.clone(), kind });
+    let source = Arc::new(SQLTableSource::new_with_schema(Arc::new(SQLFederationProvider::new(executor)), RemoteTableRef::from(reference), schema));
+    Arc::new(datafusion_federation::FederatedTableProviderAdaptor::new_with_provider(source, table))
+}
+
+/// The library turns the source's rows into Arrow by the *names* of the result's
+/// columns, and a source names an unaliased expression its own way (MySQL calls
+/// `sum(t.amount)` what DataFusion calls `sum(shop.t.amount)`): alias every item of
+/// the top-level select list to the plan's field name before the SQL is sent.
+struct NamedColumns {
+    inner: Arc<dyn SQLExecutor>,
+    kind: RemoteKind,
+}
+
+#[async_trait]
+impl SQLExecutor for NamedColumns {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn compute_context(&self) -> Option<String> {
+        self.inner.compute_context()
+    }
+    fn dialect(&self) -> Arc<dyn datafusion::sql::unparser::dialect::Dialect> {
+        self.inner.dialect()
+    }
+    fn ast_analyzer(&self) -> Option<datafusion_federation::sql::AstAnalyzer> {
+        self.inner.ast_analyzer()
+    }
+    fn execute(
+        &self,
+        query: &str,
+        schema: SchemaRef,
+        filters: &[Arc<dyn datafusion::physical_expr::PhysicalExpr>],
+    ) -> DFResult<datafusion::execution::SendableRecordBatchStream> {
+        let query = name_columns(query, &schema, self.kind);
+        self.inner.execute(&query, schema, filters)
+    }
+    async fn table_names(&self) -> DFResult<Vec<String>> {
+        self.inner.table_names().await
+    }
+    async fn get_table_schema(&self, table_name: &str) -> DFResult<SchemaRef> {
+        self.inner.get_table_schema(table_name).await
+    }
+}
+
+fn name_columns(sql: &str, schema: &Schema, kind: RemoteKind) -> String {
+    use datafusion::sql::sqlparser::ast::{Ident, SelectItem, SetExpr, Statement};
+    use datafusion::sql::sqlparser::dialect::{MySqlDialect as MySqlParse, PostgreSqlDialect as PgParse};
+    use datafusion::sql::sqlparser::parser::Parser;
+    let (parsed, quote) = match kind {
+        RemoteKind::Mysql => (Parser::parse_sql(&MySqlParse {}, sql), '`'),
+        RemoteKind::Postgres => (Parser::parse_sql(&PgParse {}, sql), '"'),
+    };
+    let Ok(mut statements) = parsed else { return sql.to_string() };
+    let [Statement::Query(query)] = statements.as_mut_slice() else { return sql.to_string() };
+    let SetExpr::Select(select) = query.body.as_mut() else { return sql.to_string() };
+    if select.projection.len() != schema.fields().len() {
+        return sql.to_string();
+    }
+    for (item, field) in select.projection.iter_mut().zip(schema.fields()) {
+        let alias = Ident::with_quote(quote, field.name().clone());
+        *item = match std::mem::replace(item, SelectItem::Wildcard(Default::default())) {
+            SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => SelectItem::ExprWithAlias { expr, alias },
+            other => return { let _ = other; sql.to_string() },
+        };
+    }
+    statements[0].to_string()
+}
 
 fn pg_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
@@ -664,4 +742,33 @@ pub fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
     let pos = rules.iter().position(|r| r.name() == "scalar_subquery_to_join").map(|p| p + 1).unwrap_or(rules.len());
     rules.insert(pos, Arc::new(FederationGate::default()));
     rules
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selected_columns_take_the_plan_names() {
+        let schema = Schema::new(vec![Field::new("status", DataType::Utf8, true), Field::new("sum(shop.orders.amount)", DataType::Float64, true)]);
+        let sql = "SELECT `orders`.`status`, sum(`orders`.`amount`) FROM `db`.`orders` GROUP BY `orders`.`status`";
+        assert_eq!(
+            name_columns(sql, &schema, RemoteKind::Mysql),
+            "SELECT `orders`.`status` AS `status`, sum(`orders`.`amount`) AS `sum(shop.orders.amount)` FROM `db`.`orders` GROUP BY `orders`.`status`"
+        );
+        // Anything it does not understand is sent as it was.
+        assert_eq!(name_columns("SELECT * FROM t", &schema, RemoteKind::Postgres), "SELECT * FROM t");
+        assert_eq!(name_columns("not sql", &schema, RemoteKind::Postgres), "not sql");
+    }
+
+    #[test]
+    fn mysql_types_map_by_width_sign_and_meaning() {
+        assert_eq!(mysql_arrow_type("tinyint", "tinyint(1)", None, None), Some(DataType::Boolean));
+        assert_eq!(mysql_arrow_type("tinyint", "tinyint(1) unsigned", None, None), Some(DataType::UInt8));
+        assert_eq!(mysql_arrow_type("bigint", "bigint(20) unsigned", None, None), Some(DataType::UInt64));
+        assert_eq!(mysql_arrow_type("decimal", "decimal(65,2)", Some(65), Some(2)), Some(DataType::Decimal256(65, 2)));
+        assert_eq!(mysql_arrow_type("timestamp", "timestamp(6)", None, None), Some(DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))));
+        assert_eq!(mysql_arrow_type("uuid", "uuid", None, None), Some(DataType::Utf8));
+        assert_eq!(mysql_arrow_type("vector", "vector(3)", None, None), None);
+    }
 }

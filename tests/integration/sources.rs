@@ -211,6 +211,16 @@ async fn pushdown_shows_the_sql_sent_and_joins_cross_sources() {
     .await;
     assert_eq!(top, vec![vec!["3", "99.99", "1"], vec!["1", "41.00", "3"]]);
 
+    // Unaliased aggregates come back under DataFusion's names.
+    let by_status = rows_of(&engine, &s, "SELECT status, count(*), sum(amount), max(id) FROM shop.orders GROUP BY status ORDER BY status").await;
+    assert_eq!(by_status, vec![vec!["open", "1", "5.25", "3"], vec!["paid", "4", "131.49", "5"]]);
+    // A lakehouse function is not sent to the source: the scan below it is.
+    let kinds = rows_of(&engine, &s, "SELECT pii_kind(status) AS k, count(*) FROM shop.orders GROUP BY 1").await;
+    assert_eq!(kinds, vec![vec!["NULL", "5"]]);
+    let plan = rows_of(&engine, &s, "EXPLAIN SELECT pii_kind(status) FROM shop.orders WHERE id > 2").await;
+    let physical = plan.iter().find(|r| r[0] == "physical_plan").unwrap()[1].clone();
+    assert!(physical.contains("pii_kind") && physical.contains("base_sql=SELECT") && !physical.contains("base_sql=SELECT pii_kind"), "{physical}");
+
     // Postgres gets its own SQL, too.
     let plan = rows_of(&engine, &s, "EXPLAIN SELECT name FROM crm.customers WHERE region = 'eu' ORDER BY name").await;
     let physical = plan.iter().find(|r| r[0] == "physical_plan").unwrap()[1].clone();
@@ -467,9 +477,56 @@ async fn a_source_that_drops_mid_query_is_08006_and_the_server_stays_up() {
     let err = query.await.unwrap().expect_err("a terminated source connection fails the query");
     assert_eq!(err.sqlstate(), "08006", "{}", err.message());
 
+    // An ingest cut the same way registers nothing and leaves no files.
+    let ingest = {
+        let (engine, s) = (engine.clone(), engine.new_session("tester", "lakehouse"));
+        tokio::spawn(async move { engine.execute_collect(&s, "CALL ingest('shop.slow', 'slow_copy')").await.map(|_| ()) })
+    };
+    let mut killed = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let ids: Vec<u64> = admin
+            .query(format!("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = '{killer_db}' AND INFO LIKE '%slow%'"))
+            .await
+            .unwrap();
+        for id in &ids {
+            let _ = admin.query_drop(format!("KILL {id}")).await;
+            killed = true;
+        }
+        if killed || ingest.is_finished() {
+            break;
+        }
+    }
+    assert!(killed, "the ingest never reached MySQL");
+    let err = ingest.await.unwrap().expect_err("a killed source connection fails the ingest");
+    assert_eq!(err.sqlstate(), "08006", "{}", err.message());
+    assert!(rows_of(&engine, &s, "SELECT name FROM lakehouse.datasets WHERE name = 'slow_copy'").await.is_empty());
+    let leftovers: Vec<String> = std::fs::read_dir(dir.path().join("data/datasets"))
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.iter().all(|n| !n.starts_with("slow_copy")), "{leftovers:?}");
+
     // The attachments still work (the pools reconnect) and so does everything else.
     assert_eq!(rows_of(&engine, &s, "SELECT count(*) FROM shop.t").await, vec![vec!["2"]]);
     assert_eq!(rows_of(&engine, &s, "SELECT 1").await, vec![vec!["1"]]);
     db.drop(&mut admin).await;
+    drop_pg_schema(&client, &schema).await;
+}
+
+#[tokio::test]
+async fn an_unmapped_type_names_its_column_or_reads_as_text_when_asked() {
+    let Some(client) = pg_admin().await else { return };
+    let schema = pg_schema(&client, &["CREATE TABLE docs (id int, body jsonb); INSERT INTO docs VALUES (1, '{\"k\": [1, 2]}'), (2, NULL);"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, s) = engine_in(dir.path()).await;
+    exec(&engine, &s, &format!("CALL attach('strict', 'postgres://postgres@127.0.0.1:5432/test', schema => '{schema}')")).await;
+    let (code, msg) = error_of(&engine, &s, "SELECT * FROM strict.docs").await;
+    assert_eq!(code, "0A000", "{msg}");
+    assert!(msg.contains("body") && msg.contains("types => 'text'"), "{msg}");
+    exec(&engine, &s, &format!("CALL attach('loose', 'postgres://postgres@127.0.0.1:5432/test', schema => '{schema}', types => 'text')")).await;
+    let rows = rows_of(&engine, &s, "SELECT id, body FROM loose.docs ORDER BY id").await;
+    assert_eq!(rows, vec![vec!["1", "{\"k\": [1, 2]}"], vec!["2", "NULL"]]);
+    let shown = rows_of(&engine, &s, "SELECT name, types FROM lakehouse.attachments ORDER BY name").await;
+    assert_eq!(shown, vec![vec!["loose", "text"], vec!["strict", "error"]]);
     drop_pg_schema(&client, &schema).await;
 }

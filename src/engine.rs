@@ -889,6 +889,9 @@ impl Engine {
             Some(rec) => {
                 self.data_schema.deregister_table(&name)?;
                 datasets::remove_files(&rec);
+                if let Some(file) = rec.definition.as_deref().and_then(stored_secret) {
+                    self.catalog.remove_secret(file);
+                }
                 self.drop_indexes_of(&name).await?;
             }
             None if self.data_schema.table_exist(&name) => {
@@ -924,6 +927,12 @@ impl Engine {
         safe.options.push(("password_secret".into(), Value::SingleQuotedString(file.clone())));
         Ok((external_definition(&safe), Some(file)))
     }
+}
+
+/// The secret file an external MySQL/Postgres table's definition names, if any.
+fn stored_secret(definition: &str) -> Option<&str> {
+    let rest = definition.split("'password_secret' '").nth(1)?;
+    rest.split('\'').next()
 }
 
 /// SQL that re-creates an external table on restart. (DataFusion's own Display of the

@@ -410,6 +410,13 @@ async fn source_errors_have_sqlstates_and_never_show_a_password() {
             assert_eq!(mode, 0o600);
         }
     }
+    // DROP TABLE and DETACH remove the secrets they stored.
+    let secrets = || std::fs::read_dir(dir.path().join("data/_catalog/secrets")).unwrap().count();
+    assert_eq!(secrets(), 2);
+    exec(&engine, &s, "DROP TABLE ext").await;
+    assert_eq!(secrets(), 1);
+    exec(&engine, &s, "DETACH shop").await;
+    assert_eq!(secrets(), 0);
     // Healthy after all of that.
     assert_eq!(rows_of(&engine, &s, "SELECT 1").await, vec![vec!["1"]]);
     let _ = admin.query_drop(format!("DROP USER '{user}'@'%'")).await;

@@ -424,6 +424,38 @@ async fn source_errors_have_sqlstates_and_never_show_a_password() {
     db.drop(&mut admin).await;
 }
 
+/// Kill the lakehouse connections running a query on `slow` in database `db`.
+async fn kill_mysql(db: String) -> bool {
+    let mut admin = mysql_admin().await.expect("MySQL was reachable a moment ago");
+    let ids: Vec<u64> = admin
+        .query(format!("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = '{db}' AND INFO LIKE '%slow%'"))
+        .await
+        .unwrap();
+    for id in &ids {
+        let _ = admin.query_drop(format!("KILL {id}")).await;
+    }
+    !ids.is_empty()
+}
+
+/// Run `sql` in the background and `cut` the source's side until it reports it did;
+/// the statement's error.
+async fn cut_mid_way<F: std::future::Future<Output = bool>>(engine: &std::sync::Arc<lakehouse::Engine>, sql: &str, mut cut: impl FnMut() -> F) -> lakehouse::Error {
+    let task = {
+        let (engine, s, sql) = (engine.clone(), engine.new_session("tester", "lakehouse"), sql.to_string());
+        tokio::spawn(async move { engine.execute_collect(&s, &sql).await.map(|_| ()) })
+    };
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if task.is_finished() {
+            break;
+        }
+        if cut().await {
+            return task.await.unwrap().expect_err("a source connection cut mid-way fails the statement");
+        }
+    }
+    panic!("{sql} never reached the source: {:?}", task.await.unwrap().map_err(|e| e.message()));
+}
+
 #[tokio::test]
 async fn a_source_that_drops_mid_query_is_08006_and_the_server_stays_up() {
     let (Some(mut admin), Some(client)) = (mysql_admin().await, pg_admin().await) else { return };
@@ -434,78 +466,14 @@ async fn a_source_that_drops_mid_query_is_08006_and_the_server_stays_up() {
     exec(&engine, &s, &format!("ATTACH '{}' AS shop (TYPE mysql)", db.url())).await;
     rows_of(&engine, &s, &format!("CALL attach('crm', 'postgres://postgres@127.0.0.1:5432/test', schema => '{schema}')")).await;
 
-    let query = {
-        let (engine, s) = (engine.clone(), engine.new_session("tester", "lakehouse"));
-        tokio::spawn(async move { engine.execute_collect(&s, "SELECT * FROM shop.slow").await.map(|_| ()) })
-    };
-    let killer_db = db.name.clone();
-    let mut killed = false;
-    for _ in 0..50 {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let ids: Vec<u64> = admin
-            .query(format!("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = '{killer_db}' AND INFO LIKE '%slow%'"))
-            .await
-            .unwrap();
-        for id in &ids {
-            let _ = admin.query_drop(format!("KILL {id}")).await;
-            killed = true;
-        }
-        if killed {
-            break;
-        }
-    }
-    assert!(killed, "the query never reached MySQL");
-    let err = query.await.unwrap().expect_err("a killed source connection fails the query");
+    let err = cut_mid_way(&engine, "SELECT * FROM shop.slow", || kill_mysql(db.name.clone())).await;
     assert_eq!(err.sqlstate(), "08006", "{}", err.message());
-
-    let query = {
-        let (engine, s) = (engine.clone(), engine.new_session("tester", "lakehouse"));
-        tokio::spawn(async move { engine.execute_collect(&s, "SELECT * FROM crm.slow").await.map(|_| ()) })
-    };
-    let mut killed = false;
-    for _ in 0..50 {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let n: i64 = client
-            .query_one("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE '%slow%' AND pid <> pg_backend_pid()", &[])
-            .await
-            .unwrap()
-            .get(0);
-        if n > 0 {
-            killed = true;
-            break;
-        }
-        if query.is_finished() {
-            break;
-        }
-    }
-    if !killed {
-        panic!("the query never reached Postgres: {:?}", query.await.unwrap().map_err(|e| e.message()));
-    }
-    let err = query.await.unwrap().expect_err("a terminated source connection fails the query");
+    let terminate = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE '%slow%' AND pid <> pg_backend_pid()";
+    let err = cut_mid_way(&engine, "SELECT * FROM crm.slow", || async { client.query_one(terminate, &[]).await.unwrap().get::<_, i64>(0) > 0 }).await;
     assert_eq!(err.sqlstate(), "08006", "{}", err.message());
 
     // An ingest cut the same way registers nothing and leaves no files.
-    let ingest = {
-        let (engine, s) = (engine.clone(), engine.new_session("tester", "lakehouse"));
-        tokio::spawn(async move { engine.execute_collect(&s, "CALL ingest('shop.slow', 'slow_copy')").await.map(|_| ()) })
-    };
-    let mut killed = false;
-    for _ in 0..50 {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let ids: Vec<u64> = admin
-            .query(format!("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = '{killer_db}' AND INFO LIKE '%slow%'"))
-            .await
-            .unwrap();
-        for id in &ids {
-            let _ = admin.query_drop(format!("KILL {id}")).await;
-            killed = true;
-        }
-        if killed || ingest.is_finished() {
-            break;
-        }
-    }
-    assert!(killed, "the ingest never reached MySQL");
-    let err = ingest.await.unwrap().expect_err("a killed source connection fails the ingest");
+    let err = cut_mid_way(&engine, "CALL ingest('shop.slow', 'slow_copy')", || kill_mysql(db.name.clone())).await;
     assert_eq!(err.sqlstate(), "08006", "{}", err.message());
     assert!(rows_of(&engine, &s, "SELECT name FROM lakehouse.datasets WHERE name = 'slow_copy'").await.is_empty());
     let leftovers: Vec<String> = std::fs::read_dir(dir.path().join("data/datasets"))

@@ -666,9 +666,17 @@ fn portable_expr(e: &Expr) -> bool {
     let mut ok = true;
     let _ = e.apply(|e| {
         let fine = match e {
-            Expr::Column(_) | Expr::Literal(..) | Expr::Alias(_) | Expr::BinaryExpr(_) | Expr::Not(_) | Expr::IsNull(_)
+            Expr::Column(_) | Expr::Literal(..) | Expr::Alias(_) | Expr::Not(_) | Expr::IsNull(_)
             | Expr::IsNotNull(_) | Expr::IsTrue(_) | Expr::IsFalse(_) | Expr::IsNotTrue(_) | Expr::IsNotFalse(_)
-            | Expr::Negative(_) | Expr::Between(_) | Expr::Case(_) | Expr::Cast(_) | Expr::InList(_) | Expr::Like(_) => true,
+            | Expr::Negative(_) | Expr::Between(_) | Expr::Case(_) | Expr::Cast(_) | Expr::InList(_) => true,
+            // ILIKE is PostgreSQL's only.
+            Expr::Like(l) => !l.case_insensitive,
+            // Operators that mean the same everywhere: `||` is OR in MySQL, and `/`
+            // of integers truncates in DataFusion and PostgreSQL but not in MySQL.
+            Expr::BinaryExpr(b) => {
+                use datafusion::logical_expr::Operator::*;
+                matches!(b.op, Eq | NotEq | Lt | LtEq | Gt | GtEq | And | Or | Plus | Minus | Multiply)
+            }
             Expr::ScalarFunction(f) => PORTABLE_FUNCTIONS.contains(&f.name()),
             Expr::AggregateFunction(f) => {
                 PORTABLE_AGGREGATES.contains(&f.func.name()) && f.params.order_by.is_empty() && f.params.filter.is_none()
@@ -757,6 +765,7 @@ mod tests {
             "SELECT `orders`.`status` AS `status`, sum(`orders`.`amount`) AS `sum(shop.orders.amount)` FROM `db`.`orders` GROUP BY `orders`.`status`"
         );
         // Anything it does not understand is sent as it was.
+        assert_eq!(name_columns("SELECT 1 UNION SELECT 2", &schema, RemoteKind::Mysql), "SELECT 1 UNION SELECT 2");
         assert_eq!(name_columns("SELECT * FROM t", &schema, RemoteKind::Postgres), "SELECT * FROM t");
         assert_eq!(name_columns("not sql", &schema, RemoteKind::Postgres), "not sql");
     }

@@ -444,7 +444,7 @@ pub fn source_error(err: &(dyn std::error::Error + 'static), location: &str, use
             first_line(&text).trim_end_matches('.')
         ));
     }
-    Error::ConnectionFailure(format!("{} at {location}: {}", "source", first_line(&text)))
+    Error::ConnectionFailure(format!("the source at {location} failed: {}", first_line(&text)))
 }
 
 /// A failure while reading a remote table mid-query, if `err` is one (the engine maps

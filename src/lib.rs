@@ -4,16 +4,17 @@
 //! # Layout
 //!
 //! ```text
-//! main.rs            thin CLI: `lakehouse serve`, `lakehouse sql`
+//! main.rs            thin CLI: `lakehouse serve`, `lakehouse sql`, `lakehouse bench`
 //! cli.rs             the embedded SQL runner and psql-style table printing
 //! config.rs          lakehouse.toml + LAKEHOUSE_* env overrides
 //! error.rs           one Error enum; every variant knows its SQLSTATE
 //! engine.rs          Engine::execute(sql): the single entry point for server and CLI
 //! session.rs         per-connection state: DataFusion context, SET variables, NOTICEs
 //! executor.rs        the query runtime, apart from the one serving connections
-//! udf/               scalar and table functions (version(), later vectors, embed, …)
-//! table_providers/   system tables in schema `lakehouse` (later MySQL, Postgres, Lance)
-//! catalog/           persistent state (buckets, datasets) and procedures (CALL …)
+//! udf/               scalar and table functions (vectors, distances, embed, pii_kind, …)
+//! table_providers/   system tables in schema `lakehouse`, HNSW scans, MySQL/Postgres (remote.rs)
+//! catalog/           persistent state (buckets, datasets, indexes, models, tuning,
+//!                    attachments) and procedures (CALL …)
 //! server/            pgwire front end: connection guard, auth, TLS, handlers, encoding
 //! ```
 //!

@@ -19,7 +19,6 @@ use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::{DataFrame, col};
 
 use super::{Engine, Session};
-use crate::catalog::attachments::{AttachmentRecord, RemoteKind, resolve_password};
 use crate::catalog::datasets::{self, ColumnMeta, DatasetRecord, Lineage};
 use crate::error::{Error, Result};
 
@@ -154,7 +153,8 @@ impl Engine {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
         let mut staging = Staging { dir: Some(dir.clone()) };
 
-        let source_types = source_column_types(&self.catalog, &record, &table).await;
+        // Informational (lakehouse.columns) and tinyint(1) → boolean.
+        let source_types = remote.column_types(&table).await.unwrap_or_default();
         let df = session.ctx.table(TableReference::partial(attachment.clone(), table.clone())).await?;
         let df = adjust_types(df, &source_types)?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
@@ -330,57 +330,4 @@ fn adjust_types(df: DataFrame, source_types: &[(String, String)]) -> Result<Data
         })
         .collect();
     Ok(df.select(exprs)?)
-}
-
-/// `(column, source type)` of a source table, read from its catalog over a direct
-/// connection; empty if that fails (the types are informational).
-pub async fn source_column_types(catalog: &crate::catalog::Catalog, record: &AttachmentRecord, table: &str) -> Vec<(String, String)> {
-    let Ok(password) = resolve_password(catalog, &record.password) else { return vec![] };
-    let loc = &record.location;
-    let schema = record.source_schema();
-    let found = async {
-        match loc.kind {
-            RemoteKind::Mysql => {
-                use mysql_async::prelude::Queryable;
-                let opts = mysql_async::OptsBuilder::default()
-                    .ip_or_hostname(loc.host.clone())
-                    .tcp_port(loc.port)
-                    .user(Some(loc.user.clone()))
-                    .pass(password)
-                    .db_name(Some(loc.database.clone()));
-                let mut conn = mysql_async::Conn::new(opts).await.ok()?;
-                let rows: Vec<(String, String)> = conn
-                    .exec(
-                        "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
-                        (schema.clone(), table.to_string()),
-                    )
-                    .await
-                    .ok()?;
-                let _ = conn.disconnect().await;
-                Some(rows)
-            }
-            RemoteKind::Postgres => {
-                let mut config = tokio_postgres::Config::new();
-                config.host(&loc.host).port(loc.port).user(&loc.user).dbname(&loc.database);
-                if let Some(p) = &password {
-                    config.password(p);
-                }
-                let (client, conn) = config.connect(tokio_postgres::NoTls).await.ok()?;
-                let task = tokio::spawn(conn);
-                let rows = client
-                    .query(
-                        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
-                         JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-                         WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-                        &[&schema, &table],
-                    )
-                    .await
-                    .ok()?;
-                drop(client);
-                task.abort();
-                Some(rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, String>(1))).collect())
-            }
-        }
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(10), found).await.ok().flatten().unwrap_or_default()
 }

@@ -128,6 +128,14 @@ impl RemotePool {
         Ok(tables)
     }
 
+    /// `(column, type at the source)` of `schema.table`, in column order.
+    pub async fn column_types(&self, schema: &str, table: &str) -> std::result::Result<Vec<(String, String)>, Box<dyn std::error::Error + Send + Sync>> {
+        match self {
+            RemotePool::Mysql(p, _) => Ok(mysql_columns(p, schema, table).await?.into_iter().map(|c| (c.0, c.2)).collect()),
+            RemotePool::Postgres(p) => pg_column_types(p, schema, table).await,
+        }
+    }
+
     /// A federated provider for `schema.table`.
     pub async fn table(&self, schema: &str, table: &str) -> std::result::Result<Arc<dyn TableProvider>, Box<dyn std::error::Error + Send + Sync>> {
         let reference = TableReference::partial(schema.to_string(), table.to_string());
@@ -267,24 +275,30 @@ async fn pg_strings(pool: &PostgresConnectionPool, sql: &str) -> std::result::Re
 
 /// The library reads `timestamp(n) with time zone` (a precision given) as a timestamp
 /// without one: put the zone back (values arrive as UTC instants).
+/// `(column, type as format_type prints it)` of a Postgres table, in column order.
+async fn pg_column_types(pool: &PostgresConnectionPool, schema: &str, table: &str) -> std::result::Result<Vec<(String, String)>, Box<dyn std::error::Error + Send + Sync>> {
+    let sql = format!(
+        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+         JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = {} AND c.relname = {} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        pg_literal(schema),
+        pg_literal(table)
+    );
+    Ok(pg_strings(pool, &sql)
+        .await?
+        .into_iter()
+        .filter_map(|r| Some((r.first()?.clone()?, r.get(1)?.clone()?)))
+        .collect())
+}
+
 async fn pg_fix_schema(
     pool: &PostgresConnectionPool,
     schema: &str,
     table: &str,
     found: SchemaRef,
 ) -> std::result::Result<SchemaRef, Box<dyn std::error::Error + Send + Sync>> {
-    let sql = format!(
-        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
-         JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = {} AND c.relname = {} AND a.attnum > 0 AND NOT a.attisdropped",
-        pg_literal(schema),
-        pg_literal(table)
-    );
-    let types = pg_strings(pool, &sql).await?;
-    let with_zone = |name: &str| {
-        types.iter().any(|r| r.first().and_then(|n| n.as_deref()) == Some(name)
-            && r.get(1).and_then(|t| t.as_deref()).is_some_and(|t| t.starts_with("timestamp") && t.ends_with("with time zone")))
-    };
+    let types = pg_column_types(pool, schema, table).await?;
+    let with_zone = |name: &str| types.iter().any(|(n, t)| n == name && t.starts_with("timestamp") && t.ends_with("with time zone"));
     let fields: Vec<Field> = found
         .fields()
         .iter()
@@ -306,22 +320,29 @@ type DynMySQLConnectionPool = dyn DbConnectionPool<mysql_async::Conn, &'static (
 /// without time zone and TIMESTAMP (stored as UTC) with one, JSON/ENUM/SET/UUID/INET
 /// as text, binary strings and geometry as binary. Anything else fails naming the
 /// column, or is text when `types` is `text`.
+type MysqlColumn = (String, String, String, Option<u64>, Option<u64>);
+
+/// `(name, DATA_TYPE, COLUMN_TYPE, precision, scale)` of a MySQL table's columns, in order.
+async fn mysql_columns(pool: &MySQLConnectionPool, schema: &str, table: &str) -> std::result::Result<Vec<MysqlColumn>, Box<dyn std::error::Error + Send + Sync>> {
+    use mysql_async::prelude::Queryable;
+    let conn = pool.connect_direct().await?;
+    let mut conn = conn.conn.lock().await;
+    Ok(conn
+        .exec(
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, NUMERIC_PRECISION, NUMERIC_SCALE FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+            (schema, table),
+        )
+        .await?)
+}
+
 async fn mysql_schema(
     pool: &MySQLConnectionPool,
     schema: &str,
     table: &str,
     types: TypeFallback,
 ) -> std::result::Result<SchemaRef, Box<dyn std::error::Error + Send + Sync>> {
-    use mysql_async::prelude::Queryable;
-    let conn = pool.connect_direct().await?;
-    let mut conn = conn.conn.lock().await;
-    let rows: Vec<(String, String, String, Option<u64>, Option<u64>)> = conn
-        .exec(
-            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, NUMERIC_PRECISION, NUMERIC_SCALE FROM information_schema.COLUMNS \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
-            (schema, table),
-        )
-        .await?;
+    let rows = mysql_columns(pool, schema, table).await?;
     if rows.is_empty() {
         return Err(Box::new(Error::RemoteNotFound(format!("table \"{table}\" does not exist in {schema}"))));
     }
@@ -524,6 +545,14 @@ impl RemoteSchema {
             .map_err(|e| source_error(e.as_ref(), &shown, &self.record.location.user))?;
         *self.tables.lock().unwrap_or_else(|p| p.into_inner()) = tables.clone();
         Ok(tables)
+    }
+
+    /// `(column, type at the source)` of one source table.
+    pub async fn column_types(&self, table: &str) -> Result<Vec<(String, String)>> {
+        let pool = self.pool().await?;
+        pool.column_types(&self.record.source_schema(), table)
+            .await
+            .map_err(|e| source_error(e.as_ref(), &self.record.location.display(), &self.record.location.user))
     }
 
     /// The provider for one source table; `None` if the source has no such table.

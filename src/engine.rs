@@ -9,9 +9,11 @@
 //! and then carried out against the catalog; everything else runs as a DataFusion plan.
 
 mod attach;
+mod confine;
 mod fast_knn;
 mod index_ddl;
 pub mod ingest;
+pub mod limits;
 pub mod tuning;
 
 use std::collections::HashMap;
@@ -165,7 +167,12 @@ impl Engine {
         let catalog = {
             let dir = config.storage.data_dir.clone();
             Arc::new(
-                crate::catalog::blocking(move || Catalog::open(&dir)).await?,
+                crate::catalog::blocking(move || {
+                    let catalog = Catalog::open(&dir)?;
+                    catalog.remove_unreferenced_dirs();
+                    Ok::<_, Error>(catalog)
+                })
+                .await?,
             )
         };
         let session_config = SessionConfig::new()
@@ -259,6 +266,12 @@ impl Engine {
             .with_query_planner(Arc::new(LakehouseQueryPlanner::new(indexes.clone())))
     }
 
+    /// Register a scalar function for every session opened after this (embedders add
+    /// their own functions this way).
+    pub fn register_udf(&self, udf: datafusion::logical_expr::ScalarUDF) {
+        self.template.register_udf(udf);
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -299,10 +312,52 @@ impl Engine {
     /// engine's shared catalogs and functions.
     pub fn new_session(&self, user: &str, database: &str) -> Session {
         let id = uuid::Uuid::new_v4().to_string();
-        let state = SessionStateBuilder::new_from_existing(self.template.state())
-            .with_session_id(id.clone())
-            .build();
-        Session::new(id, user.to_string(), database.to_string(), SessionContext::new_with_state(state))
+        let template = self.template.state();
+        // Each session gets its own memory pool (object stores and caches stay
+        // shared): one statement runs at a time per session, so the pool is the
+        // statement's memory limit, and one statement cannot starve the others.
+        let pool = datafusion::execution::memory_pool::TrackConsumersPool::new(
+            datafusion::execution::memory_pool::GreedyMemoryPool::new(self.config.memory_limit_bytes()),
+            std::num::NonZeroUsize::new(3).expect("nonzero"),
+        );
+        let mut builder = SessionStateBuilder::new_from_existing(template.clone()).with_session_id(id.clone());
+        match datafusion::execution::runtime_env::RuntimeEnvBuilder::from_runtime_env(template.runtime_env())
+            .with_memory_pool(Arc::new(pool))
+            .build_arc()
+        {
+            Ok(runtime) => builder = builder.with_runtime_env(runtime),
+            Err(e) => tracing::warn!("session {id}: no memory pool of its own ({e}); sharing the engine's"),
+        }
+        Session::new(id, user.to_string(), database.to_string(), SessionContext::new_with_state(builder.build()))
+            .with_superuser(self.config.is_superuser(user))
+    }
+
+    /// [`Engine::execute`] on the query runtime: its threads have the stack the depth
+    /// limits assume, the connection's runtime stays free, and a panic anywhere in the
+    /// statement is its error (XX000), never a partial answer.
+    pub async fn execute_on_query_runtime(self: &Arc<Self>, session: &Arc<Session>, sql: &str) -> (Vec<QueryResult>, Option<Error>) {
+        let (engine, s, sql) = (self.clone(), session.clone(), sql.to_string());
+        match self.executor.spawn(async move { engine.execute(&s, &sql).await }).await {
+            Ok(r) => r,
+            Err(e) => (vec![], Some(e)),
+        }
+    }
+
+    /// [`Engine::prepare`] on the query runtime.
+    pub async fn prepare_on_query_runtime(self: &Arc<Self>, session: &Arc<Session>, sql: &str) -> Result<Prepared> {
+        let (engine, s, sql) = (self.clone(), session.clone(), sql.to_string());
+        self.executor.spawn(async move { engine.prepare(&s, &sql).await }).await?
+    }
+
+    /// [`Engine::execute_prepared`] on the query runtime.
+    pub async fn execute_prepared_on_query_runtime(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        statement: Arc<pgwire::api::stmt::StoredStatement<Prepared>>,
+        params: Vec<ScalarValue>,
+    ) -> Result<QueryResult> {
+        let (engine, s) = (self.clone(), session.clone());
+        self.executor.spawn(async move { engine.execute_prepared(&s, &statement.statement, params).await }).await?
     }
 
     async fn restore_datasets(&self) {
@@ -372,7 +427,7 @@ impl Engine {
         } else {
             DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})
         };
-        let statements = statements.map_err(|e| {
+        let statements = statements.map(|s| s.into_iter().collect::<Vec<_>>()).map_err(|e| {
             // sqlparser knows only ALTER INDEX … RENAME; PostgreSQL's SET (…) form is
             // valid SQL that lakehouse does not do, not a syntax error.
             if sql.trim_start().to_lowercase().starts_with("alter index") {
@@ -383,6 +438,9 @@ impl Engine {
                 other => Error::Syntax(other.to_string()),
             }
         })?;
+        // Before anything walks the statements recursively (the compatibility
+        // rewriter, the planner).
+        let statements = limits::check_depth(statements)?;
         let all_plain = statements.iter().all(|s| matches!(s, DFStatement::Statement(_)));
         if first == "attach" || first == "detach" {
             return Ok(statements.into_iter().collect());
@@ -628,6 +686,7 @@ impl Engine {
                 self.create_dataset(session, cmd, bucket).await
             }
             LogicalPlan::Ddl(DdlStatement::CreateExternalTable(cmd)) => {
+                self.check_external_table(session, &cmd)?;
                 let (definition, secret) = match statement {
                     DFStatement::CreateExternalTable(c) => self.secure_external_definition(c).await?,
                     other => (other.to_string(), None),
@@ -644,7 +703,11 @@ impl Engine {
             }
             LogicalPlan::Ddl(DdlStatement::DropView(cmd)) => self.drop_view(session, cmd).await,
             LogicalPlan::Ddl(DdlStatement::CreateIndex(_)) => Err(Error::NotSupported("this form of CREATE INDEX".into())),
-            LogicalPlan::Copy(_) => {
+            LogicalPlan::Copy(copy) => {
+                // COPY … TO a server file: PostgreSQL's pg_write_server_files.
+                session.require_superuser(&format!("COPY … TO '{}'", copy.output_url))?;
+                self.check_server_path(session, &copy.output_url, true)?;
+                let plan = LogicalPlan::Copy(copy);
                 let batches = session.ctx.execute_logical_plan(plan).await?.collect().await?;
                 Ok(QueryResult::Command { tag: "COPY".into(), rows: Some(count_rows(&batches)) })
             }
@@ -916,6 +979,11 @@ impl Engine {
         if RemoteKind::parse(&c.file_type).is_none() {
             return Ok((external_definition(c), None));
         }
+        if c.options.iter().any(|(k, _)| k.eq_ignore_ascii_case("password_secret")) {
+            return Err(Error::PermissionDenied(
+                "the password_secret option is lakehouse's own (it names a stored secret); give the password in the URL, or password_env".into(),
+            ));
+        }
         let (location, password) = Location::parse(&c.location)?;
         let Some(password) = password else { return Ok((external_definition(c), None)) };
         let catalog = self.catalog.clone();
@@ -926,6 +994,34 @@ impl Engine {
         safe.options.retain(|(k, _)| !k.eq_ignore_ascii_case("password_secret"));
         safe.options.push(("password_secret".into(), Value::SingleQuotedString(file.clone())));
         Ok((external_definition(&safe), Some(file)))
+    }
+}
+
+impl Engine {
+    /// `CREATE EXTERNAL TABLE`: a file location must be one this session may read; a
+    /// source's password options are secrets (superuser, allow-listed).
+    fn check_external_table(&self, session: &Session, cmd: &datafusion::logical_expr::CreateExternalTable) -> Result<()> {
+        use crate::catalog::attachments::RemoteKind;
+        // DataFusion may prefix option keys ("format.password_env").
+        let option = |name: &str| {
+            cmd.options
+                .iter()
+                .find(|(k, _)| {
+                    let k = k.to_ascii_lowercase();
+                    k == name || k.ends_with(&format!(".{name}"))
+                })
+                .map(|(_, v)| v.clone())
+        };
+        if RemoteKind::parse(&cmd.file_type).is_some() {
+            if let Some(var) = option("password_env") {
+                self.check_secret_env(session, &var, "password_env")?;
+            }
+            if let Some(file) = option("password_file") {
+                self.check_secret_file(session, &file, "password_file")?;
+            }
+            return Ok(());
+        }
+        self.check_server_path(session, &cmd.location, false)
     }
 }
 

@@ -67,6 +67,14 @@ pub enum Error {
     ResourcesExhausted(String),
     #[error("canceling statement due to user request")]
     Canceled,
+    #[error("canceling statement due to statement timeout")]
+    StatementTimeout,
+    /// A statement nested deeper than the engine plans safely (54001).
+    #[error("stack depth limit exceeded: {0}")]
+    StackDepth(String),
+    /// A statement or value over a configured size limit (54000).
+    #[error("{0}")]
+    ProgramLimit(String),
     #[error("protocol violation: {0}")]
     Protocol(String),
     #[error("{0}")]
@@ -106,7 +114,9 @@ impl Error {
             Error::Unreachable { .. } => "08001",
             Error::ConnectionFailure(_) => "08006",
             Error::ResourcesExhausted(_) => "53200",
-            Error::Canceled => "57014",
+            Error::Canceled | Error::StatementTimeout => "57014",
+            Error::StackDepth(_) => "54001",
+            Error::ProgramLimit(_) => "54000",
             Error::Protocol(_) => "08P01",
             Error::Configuration(_) => "F0000",
             Error::DataDirLocked { .. } | Error::ObjectInUse(_) => "55006",
@@ -156,7 +166,19 @@ impl Error {
             DataFusionError::Context(_, inner) => Error::from_datafusion(*inner),
             DataFusionError::Shared(inner) => match std::sync::Arc::try_unwrap(inner) {
                 Ok(df) => Error::from_datafusion(df),
-                Err(shared) => Error::Internal(shared.to_string()),
+                // Still shared (a hash join's build side, polled by every partition):
+                // map what it is at its root.
+                Err(shared) => match shared.find_root() {
+                    DataFusionError::ResourcesExhausted(m) => Error::ResourcesExhausted(m.clone()),
+                    DataFusionError::Execution(m) => classify_execution_message(m.clone()),
+                    DataFusionError::NotImplemented(m) => Error::NotSupported(m.clone()),
+                    DataFusionError::External(e) => match e.downcast_ref::<Error>() {
+                        Some(Error::ResourcesExhausted(m)) => Error::ResourcesExhausted(m.clone()),
+                        Some(Error::Canceled) => Error::Canceled,
+                        _ => Error::Internal(shared.to_string()),
+                    },
+                    _ => Error::Internal(shared.to_string()),
+                },
             },
             DataFusionError::Diagnostic(_, inner) => Error::from_datafusion(*inner),
             DataFusionError::Collection(mut errs) if !errs.is_empty() => {
@@ -306,6 +328,9 @@ mod tests {
             Error::Unreachable { what: "w".into(), location: "l".into(), reason: "r".into() },
             Error::ResourcesExhausted("r".into()),
             Error::Canceled,
+            Error::StatementTimeout,
+            Error::StackDepth("x".into()),
+            Error::ProgramLimit("x".into()),
             Error::Protocol("p".into()),
             Error::Configuration("c".into()),
             Error::DataDirLocked { path: "p".into(), lock: "l".into() },

@@ -10,12 +10,15 @@
 //! error.rs           one Error enum; every variant knows its SQLSTATE
 //! engine.rs          Engine::execute(sql): the single entry point for server and CLI
 //! session.rs         per-connection state: DataFusion context, SET variables, NOTICEs
-//! executor.rs        the query runtime, apart from the one serving connections
+//! executor.rs        the query runtime, apart from the one serving connections; statements
+//!                    run there (big stacks, a panic is the statement's error)
+//! panics.rs          the panic hook: counted, rate-limited reports
 //! udf/               scalar and table functions (vectors, distances, embed, pii_kind, …)
 //! table_providers/   system tables in schema `lakehouse`, HNSW scans, MySQL/Postgres (remote.rs)
 //! catalog/           persistent state (buckets, datasets, indexes, models, tuning,
 //!                    attachments) and procedures (CALL …)
-//! server/            pgwire front end: connection guard, auth, TLS, handlers, encoding
+//! server/            pgwire front end: frames.rs (our bounds-checked decoders), connection
+//!                    loop, auth + login throttling, TLS, handlers, encoding
 //! ```
 //!
 //! Data flows one way: client → server (pgwire) → [`engine::Engine::execute`] → a
@@ -35,6 +38,7 @@ pub mod embedding;
 pub mod engine;
 pub mod error;
 pub mod executor;
+pub mod panics;
 pub mod server;
 pub mod session;
 pub mod table_providers;

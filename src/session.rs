@@ -37,7 +37,7 @@ pub const DEFAULTS: &[(&str, &str, &str)] = &[
     ("server_version", crate::udf::version::PG_COMPAT_VERSION, "PostgreSQL version lakehouse is compatible with"),
     ("server_version_num", "160006", "PostgreSQL version number"),
     ("standard_conforming_strings", "on", "backslashes are literal in strings"),
-    ("statement_timeout", "0", "accepted; not enforced"),
+    ("statement_timeout", "0", "longest a statement may run (ms, or with a unit: 5s, 1min); 0: no limit"),
     ("synchronous_commit", "on", "accepted; catalog writes are always durable"),
     ("timezone", "UTC", "time zone for timestamps"),
     ("transaction_isolation", "read committed", "current transaction isolation"),
@@ -49,6 +49,9 @@ pub struct Session {
     pub user: String,
     pub database: String,
     pub ctx: SessionContext,
+    /// May manage buckets, read and write server files, name secrets, change the
+    /// runtime's filesystem and memory settings.
+    pub superuser: bool,
     vars: Mutex<BTreeMap<String, String>>,
     notices: Mutex<Vec<String>>,
     /// The options the session started with (the engine's: default catalog and
@@ -76,7 +79,28 @@ fn canonical(name: &str) -> String {
 impl Session {
     pub fn new(id: String, user: String, database: String, ctx: SessionContext) -> Session {
         let initial = ctx.state_ref().read().config_options().as_ref().clone();
-        Session { id, user, database, ctx, vars: Mutex::default(), notices: Mutex::default(), initial }
+        Session { id, user, database, ctx, superuser: true, vars: Mutex::default(), notices: Mutex::default(), initial }
+    }
+
+    pub fn with_superuser(mut self, superuser: bool) -> Session {
+        self.superuser = superuser;
+        self
+    }
+
+    /// 42501 unless this session's user is a superuser; `what` names the action.
+    pub fn require_superuser(&self, what: &str) -> Result<()> {
+        if self.superuser {
+            return Ok(());
+        }
+        Err(Error::PermissionDenied(format!(
+            "{what} requires a superuser; user \"{}\" is not one (set superuser = true for it in lakehouse.toml [[auth.users]])",
+            self.user
+        )))
+    }
+
+    /// `statement_timeout` in milliseconds (0: none).
+    pub fn statement_timeout_ms(&self) -> u64 {
+        self.get("statement_timeout").ok().and_then(|v| parse_duration_ms(&v)).unwrap_or(0)
     }
 
     pub fn notice(&self, msg: impl Into<String>) {
@@ -100,6 +124,7 @@ impl Session {
     pub fn set(&self, name: &str, value: &str) -> Result<()> {
         let name = canonical(name);
         if Self::is_datafusion(&name) {
+            crate::engine::limits::check_datafusion_setting(&name, value, self)?;
             if name == "hnsw.ef_search" {
                 let max = crate::table_providers::hnsw_scan::EF_SEARCH_MAX;
                 match value.trim().parse::<i64>() {
@@ -133,6 +158,11 @@ impl Session {
         if name == "lakehouse.bucket" {
             crate::catalog::buckets::validate_name("bucket", value)?;
         }
+        if name == "statement_timeout" && parse_duration_ms(value).is_none() {
+            return Err(Error::InvalidParameter(format!(
+                "invalid value for parameter \"statement_timeout\": \"{value}\"; it takes milliseconds, or a number with a unit (ms, s, min, h)"
+            )));
+        }
         if name == "embedding.batch_size" && !matches!(value.trim().parse::<i64>(), Ok(1..=2048)) {
             return Err(Error::InvalidParameter(format!(
                 "invalid value for parameter \"embedding.batch_size\": \"{value}\"; it takes an integer between 1 and 2048"
@@ -159,7 +189,11 @@ impl Session {
                 .ok_or(Error::UnknownSetting(name));
         }
         if name == "session_authorization" || name == "is_superuser" {
-            return Ok(if name == "is_superuser" { "on".into() } else { self.user.clone() });
+            return Ok(if name == "is_superuser" {
+                if self.superuser { "on".into() } else { "off".into() }
+            } else {
+                self.user.clone()
+            });
         }
         if let Some(v) = self.vars.lock().unwrap_or_else(|p| p.into_inner()).get(&name) {
             return Ok(v.clone());
@@ -257,8 +291,28 @@ mod tests {
         assert_eq!(s.get("datestyle").unwrap(), "ISO, MDY");
         s.reset(None).unwrap();
         assert_eq!(s.get("datafusion.execution.batch_size").unwrap(), "8192");
+        s.set("statement_timeout", "1.5s").unwrap();
+        assert_eq!(s.statement_timeout_ms(), 1500);
+        assert_eq!(s.set("statement_timeout", "soon").unwrap_err().sqlstate(), "22023");
         assert!(s.get("myapp.flag").is_err());
     }
+}
+
+/// PostgreSQL's time settings: a number of milliseconds, or a number with a unit.
+pub fn parse_duration_ms(v: &str) -> Option<u64> {
+    let t = v.trim().trim_matches('\'').trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let ms = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "ms" => n,
+        "s" => n * 1e3,
+        "min" => n * 60e3,
+        "h" => n * 3600e3,
+        "d" => n * 86400e3,
+        _ => return None,
+    };
+    (ms.is_finite() && (0.0..=i32::MAX as f64).contains(&ms)).then_some(ms as u64)
 }
 
 /// `SHOW hnsw.ef_search`: the session's value, or 40 (pgvector's default) when unset

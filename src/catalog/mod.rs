@@ -263,3 +263,48 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"{ not json");
     }
 }
+
+impl Catalog {
+    /// Remove what a crash left behind in the buckets: dataset and index directories
+    /// no record points at (a `CREATE TABLE AS`, an ingest or an index build cut by
+    /// kill -9 writes its directory before the catalog names it) and staged appends.
+    /// Only directories lakehouse names itself (`<name>-<12 hex>`) are touched.
+    /// Runs at start, under the data-directory lock, before anything writes.
+    pub fn remove_unreferenced_dirs(&self) -> usize {
+        let snapshot = self.snapshot();
+        let referenced: Vec<std::path::PathBuf> = snapshot
+            .datasets
+            .values()
+            .filter_map(|d| datasets::local_dir(&d.location))
+            .chain(snapshot.indexes.values().filter_map(|i| datasets::local_dir(&i.location)))
+            .collect();
+        let ours = |name: &str| {
+            name.rsplit_once('-')
+                .is_some_and(|(_, id)| id.len() == 12 && id.chars().all(|c| c.is_ascii_hexdigit()))
+        };
+        let mut removed = 0;
+        for bucket in snapshot.buckets.values() {
+            let Some(root) = bucket.local_path() else { continue };
+            for kind in ["datasets", "indexes"] {
+                let Ok(entries) = std::fs::read_dir(root.join(kind)) else { continue };
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    let name = entry.file_name().to_string_lossy().to_string();
+                    if !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                        continue;
+                    }
+                    let orphan = if name == "_staging" && kind == "datasets" {
+                        true
+                    } else {
+                        ours(&name) && !referenced.iter().any(|r| r.starts_with(&path))
+                    };
+                    if orphan && std::fs::remove_dir_all(&path).is_ok() {
+                        tracing::info!("removed {} (left by an interrupted write; no catalog record names it)", path.display());
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        removed
+    }
+}

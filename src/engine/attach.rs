@@ -78,6 +78,12 @@ impl Engine {
         if chosen.iter().filter(|c| **c).count() > 1 {
             return Err(Error::invalid("give the password one way: in the URL, password_env => 'VAR', or password_file => '/path'"));
         }
+        if let Some(var) = &req.password_env {
+            self.check_secret_env(session, var, "password_env")?;
+        }
+        if let Some(file) = &req.password_file {
+            self.check_secret_file(session, file, "password_file")?;
+        }
         if location.kind == RemoteKind::Mysql && req.schema.is_some() {
             return Err(Error::invalid("schema applies to postgres attachments (a MySQL database is its schema)"));
         }

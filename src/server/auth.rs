@@ -119,6 +119,20 @@ impl LakehouseStartup {
     }
 }
 
+impl LakehouseStartup {
+    /// How to read the `n`-th password message of an authentication (None: the
+    /// method takes none).
+    pub fn password_kind(&self, n: usize) -> Option<super::frames::PasswordKind> {
+        use super::frames::PasswordKind;
+        match &self.mode {
+            Mode::Trust => None,
+            Mode::Md5(_) => Some(PasswordKind::Password),
+            Mode::Scram(_) if n == 0 => Some(PasswordKind::SaslInitial),
+            Mode::Scram(_) => Some(PasswordKind::SaslResponse),
+        }
+    }
+}
+
 #[async_trait]
 impl StartupHandler for LakehouseStartup {
     async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
@@ -134,7 +148,8 @@ impl StartupHandler for LakehouseStartup {
                 let PgWireFrontendMessage::Startup(startup) = &message else {
                     return Ok(());
                 };
-                if !client.socket_addr().ip().is_loopback() {
+                // `::ffff:127.0.0.1` (IPv4 on a dual-stack listener) is loopback too.
+                if !client.socket_addr().ip().to_canonical().is_loopback() {
                     return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                         SEVERITY_FATAL.to_owned(),
                         "28000".to_owned(),

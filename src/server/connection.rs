@@ -1,95 +1,128 @@
-//! One client connection: SSL negotiation, a guard on frame sizes, and the message
-//! loop. This replaces pgwire's `process_socket` for three reasons (DESIGN.md):
-//! plaintext pipelined after an SSLRequest must be refused (08P01) rather than acted on
-//! after the handshake; a message larger than `max_message_bytes` must be refused from
-//! its header, before it is buffered; and a panic while decoding or handling one
-//! client's message must end that connection only, with a FATAL error sent to it.
+//! One client connection: SSL negotiation, framing and decoding of every message by
+//! our own bounds-checked decoders (server/frames.rs), and the message loop. This
+//! replaces pgwire's `process_socket` (DESIGN.md):
+//!
+//! - plaintext pipelined after an SSLRequest is refused (08P01) rather than acted on
+//!   after the handshake, and only one SSLRequest / GSSENCRequest is answered;
+//! - a message larger than `max_message_bytes` is refused from its header (54000);
+//! - a malformed message body is an ERROR (08P01) and the session goes on, as in
+//!   PostgreSQL; only a stream that cannot be framed any more ends the connection;
+//! - during authentication only password messages are accepted (anything else is
+//!   FATAL at once, not a hang);
+//! - a client that disconnects while its statement runs stops the statement;
+//! - a panic while handling one client's message ends that connection only.
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use futures::{FutureExt, SinkExt, StreamExt};
-use pgwire::api::{ClientInfo, DefaultClient, PgWireConnectionState};
-use pgwire::error::{ErrorInfo, PgWireError, SEVERITY_FATAL};
+use futures::{FutureExt, SinkExt};
+use pgwire::api::{ClientInfo, DefaultClient, METADATA_USER, PgWireConnectionState};
+use pgwire::error::{ErrorInfo, PgWireError, SEVERITY_ERROR, SEVERITY_FATAL};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::server::{MaybeTls, PgWireMessageServerCodec, process_error, process_message};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_util::codec::{Framed, FramedParts};
+use tokio_util::codec::Framed;
 
 use super::Handlers;
+use super::frames::{self, FrameReader, Incoming};
 use crate::engine::Prepared;
 
-const SSL_REQUEST: u32 = 80877103;
-const GSSENC_REQUEST: u32 = 80877104;
-/// PostgreSQL's own limit on a start-up packet.
-const MAX_STARTUP_BYTES: u32 = 10_000;
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+type Socket = Framed<MaybeTls, PgWireMessageServerCodec<Prepared>>;
 
 pub async fn handle(socket: TcpStream, addr: SocketAddr, h: Arc<Handlers>) -> io::Result<()> {
     socket.set_nodelay(true)?;
+    // A second handle on the same socket, only to notice a client that hangs up while
+    // its statement runs (the main handle is busy inside the handler then).
+    let watch = socket.as_fd().try_clone_to_owned().ok().and_then(|fd| {
+        let std = std::net::TcpStream::from(fd);
+        std.set_nonblocking(true).ok()?;
+        TcpStream::from_std(std).ok()
+    });
     let negotiated = tokio::time::timeout(STARTUP_TIMEOUT, negotiate(socket, &h)).await;
     let Ok(negotiated) = negotiated else { return Ok(()) };
     let Some((io, first, is_tls)) = negotiated? else { return Ok(()) };
 
-    let startup_len = u32::from_be_bytes([first[0], first[1], first[2], first[3]]);
-    let violation = Arc::new(AtomicBool::new(false));
-    let guarded = GuardedIo {
-        inner: io,
-        max: h.max_message_bytes,
-        // The first 8 bytes of the start-up packet were read already.
-        remaining: (startup_len as usize).saturating_sub(8),
-        header: [0; 5],
-        header_len: 0,
-        violation: violation.clone(),
-    };
     let codec = PgWireMessageServerCodec::<Prepared>::new(DefaultClient::new(addr, is_tls));
-    let mut parts = FramedParts::new(guarded, codec);
-    parts.read_buf = BytesMut::from(&first[..]);
-    let mut socket = Framed::from_parts(parts);
+    let mut socket = Framed::new(io, codec);
     socket.set_state(PgWireConnectionState::AwaitingStartup);
+    let mut reader = FrameReader::new(h.max_message_bytes, &first);
+    let mut password_messages = 0usize;
 
     let deadline = tokio::time::sleep(STARTUP_TIMEOUT);
     tokio::pin!(deadline);
     loop {
-        let starting = matches!(
-            socket.state(),
-            PgWireConnectionState::AwaitingStartup | PgWireConnectionState::AuthenticationInProgress
-        );
-        let next = AssertUnwindSafe(socket.next()).catch_unwind();
-        let msg = if starting {
+        let state = socket.state();
+        let starting = matches!(state, PgWireConnectionState::AwaitingStartup);
+        let authenticating = matches!(state, PgWireConnectionState::AuthenticationInProgress);
+        let next = reader.next(socket.get_mut(), starting);
+        let frame = if starting || authenticating {
             tokio::select! {
                 _ = &mut deadline => return Ok(()),
-                m = next => m,
+                f = next => f,
             }
         } else {
             next.await
         };
-        let msg = match msg {
-            Ok(Some(Ok(msg))) => msg,
+        let frame = match frame {
+            Ok(Some(f)) => f,
             Ok(None) => return Ok(()),
-            Ok(Some(Err(e))) => {
-                let (code, text) = if violation.load(Ordering::Relaxed) {
-                    ("54000", format!("message exceeds the server's limit of {} bytes ([server] max_message_bytes)", h.max_message_bytes))
-                } else {
-                    ("08P01", format!("invalid message: {e}"))
-                };
-                let _ = fatal(&mut socket, code, &text).await;
-                return Ok(());
-            }
-            Err(_panic) => {
-                tracing::warn!("malformed message from {addr} (decoder panicked); closing");
-                let _ = fatal(&mut socket, "08P01", "invalid message: malformed frame").await;
+            Err(e) => {
+                let _ = fatal(&mut socket, e.sqlstate, &e.message).await;
                 return Ok(());
             }
         };
+        let incoming = if starting {
+            frames::decode_startup(&frame).map(Ok)
+        } else {
+            let kind = if authenticating { h.startup.password_kind(password_messages) } else { None };
+            frames::decode_message(&frame, kind)
+        };
+        let msg = match incoming {
+            Err(e) => {
+                let _ = fatal(&mut socket, e.sqlstate, &e.message).await;
+                return Ok(());
+            }
+            Ok(Err(frames::Malformed(m))) if starting || authenticating => {
+                let _ = fatal(&mut socket, "08P01", &format!("invalid message: {m}")).await;
+                return Ok(());
+            }
+            Ok(Err(frames::Malformed(m))) => {
+                let extended = is_extended_tag(frame.tag);
+                process_error(&mut socket, user_error("08P01", format!("invalid message: {m}")), extended).await?;
+                continue;
+            }
+            Ok(Ok(Incoming::Negotiation)) => {
+                let _ = fatal(&mut socket, "08P01", "SSL or GSS negotiation is only allowed once, before the startup packet").await;
+                return Ok(());
+            }
+            Ok(Ok(Incoming::FunctionCall)) => {
+                process_error(&mut socket, user_error("0A000", "function call messages (the fast-path interface) are not supported; call the function in a query".into()), false).await?;
+                continue;
+            }
+            Ok(Ok(Incoming::Message(m))) => m,
+        };
+        if starting {
+            if let PgWireFrontendMessage::Startup(_) = &msg {
+                super::throttle::hold_back(&h.throttle, addr.ip()).await;
+            }
+        }
+        if authenticating {
+            if !matches!(msg, PgWireFrontendMessage::PasswordMessageFamily(_)) {
+                let tag = frame.tag.map(|t| t as char).unwrap_or('?');
+                let _ = fatal(&mut socket, "08P01", &format!("expected password response, got message type {tag}")).await;
+                return Ok(());
+            }
+            password_messages += 1;
+        }
         if matches!(msg, PgWireFrontendMessage::Terminate(_)) {
             return Ok(());
         }
@@ -98,7 +131,8 @@ pub async fn handle(socket: TcpStream, addr: SocketAddr, h: Arc<Handlers>) -> io
             _ => msg.is_extended_query(),
         };
         let is_cancel = matches!(msg, PgWireFrontendMessage::CancelRequest(_));
-        let outcome = AssertUnwindSafe(process_message(
+        let runs_statement = matches!(msg, PgWireFrontendMessage::Query(_) | PgWireFrontendMessage::Execute(_));
+        let work = AssertUnwindSafe(process_message(
             msg,
             &mut socket,
             h.startup.clone(),
@@ -107,12 +141,35 @@ pub async fn handle(socket: TcpStream, addr: SocketAddr, h: Arc<Handlers>) -> io
             h.copy.clone(),
             h.cancel.clone(),
         ))
-        .catch_unwind()
-        .await;
+        .catch_unwind();
+        let outcome = match (&watch, runs_statement) {
+            (Some(w), true) => tokio::select! {
+                biased;
+                o = work => o,
+                _ = hung_up(w) => {
+                    // Dropping the handler's future drops the statement's streams,
+                    // which stops its work on the query runtime.
+                    tracing::debug!("client {addr} disconnected during a statement; stopped it");
+                    return Ok(());
+                }
+            },
+            _ => work.await,
+        };
         match outcome {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
+                // SCRAM's client-first message names no user (libpq sends "n=,"): say
+                // which user failed, from the start-up packet.
+                let e = match e {
+                    PgWireError::InvalidPassword(u) if u.is_empty() => {
+                        PgWireError::InvalidPassword(socket.metadata().get(METADATA_USER).cloned().unwrap_or_default())
+                    }
+                    e => e,
+                };
                 let is_fatal = e.is_fatal();
+                if authenticating {
+                    super::throttle::failed(&h.throttle, addr.ip(), &e);
+                }
                 process_error(&mut socket, e, is_extended).await?;
                 if is_fatal {
                     return Ok(());
@@ -127,23 +184,43 @@ pub async fn handle(socket: TcpStream, addr: SocketAddr, h: Arc<Handlers>) -> io
         if is_cancel {
             return Ok(());
         }
+        if authenticating && matches!(socket.state(), PgWireConnectionState::ReadyForQuery) {
+            h.throttle.record_success(addr.ip());
+        }
     }
 }
 
-async fn fatal<S>(socket: &mut Framed<S, PgWireMessageServerCodec<Prepared>>, code: &str, message: &str) -> Result<(), PgWireError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+fn is_extended_tag(tag: Option<u8>) -> bool {
+    matches!(tag, Some(b'P' | b'B' | b'D' | b'E' | b'C' | b'H' | b'S'))
+}
+
+fn user_error(code: &str, message: String) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(SEVERITY_ERROR.to_owned(), code.to_owned(), message)))
+}
+
+/// Resolves when the client has closed its end. Bytes already waiting (a pipelined
+/// message) hide a close behind them; then this never resolves, and the statement
+/// runs to its end as it would without the check.
+async fn hung_up(watch: &TcpStream) {
+    let mut buf = [0u8; 1];
+    match watch.peek(&mut buf).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => futures::future::pending::<()>().await,
+    }
+}
+
+async fn fatal(socket: &mut Socket, code: &str, message: &str) -> Result<(), PgWireError> {
     let info = ErrorInfo::new(SEVERITY_FATAL.to_owned(), code.to_owned(), message.to_owned());
     socket.send(PgWireBackendMessage::ErrorResponse(info.into())).await?;
     socket.close().await?;
     Ok(())
 }
 
-/// Read the 8-byte start of the first packet, answering SSLRequest / GSSENCRequest.
-/// Returns the stream (TLS or plain), those 8 bytes of the start-up or cancel packet,
-/// and whether TLS is on.
+/// Read the 8-byte start of the first packet, answering one SSLRequest and one
+/// GSSENCRequest. Returns the stream (TLS or plain), those 8 bytes of the start-up or
+/// cancel packet, and whether TLS is on.
 async fn negotiate(mut tcp: TcpStream, h: &Handlers) -> io::Result<Option<(MaybeTls, [u8; 8], bool)>> {
+    let (mut ssl_done, mut gss_done) = (false, false);
     loop {
         let mut first = [0u8; 8];
         if tcp.read_exact(&mut first).await.is_err() {
@@ -151,50 +228,44 @@ async fn negotiate(mut tcp: TcpStream, h: &Handlers) -> io::Result<Option<(Maybe
         }
         let len = u32::from_be_bytes([first[0], first[1], first[2], first[3]]);
         let code = u32::from_be_bytes([first[4], first[5], first[6], first[7]]);
-        if len == 8 && code == GSSENC_REQUEST {
-            tcp.write_all(b"N").await?;
-            continue;
+        let is_ssl = len == 8 && code == frames::SSL_REQUEST_CODE;
+        let is_gss = len == 8 && code == frames::GSSENC_REQUEST_CODE;
+        if !is_ssl && !is_gss {
+            return Ok(Some((MaybeTls::Plain(tcp), first, false)));
         }
-        if len == 8 && code == SSL_REQUEST {
-            let Some(acceptor) = &h.tls else {
-                tcp.write_all(b"N").await?;
-                continue;
-            };
-            if has_pending_bytes(&tcp).await {
-                // Bytes sent after SSLRequest but before the handshake were not
-                // encrypted; acting on them would let a man in the middle inject
-                // commands (CVE-2021-23214). PostgreSQL refuses the same way.
-                let mut frame = BytesMut::new();
-                let info = ErrorInfo::new(SEVERITY_FATAL.into(), "08P01".into(), "received unencrypted data after SSL request".into());
-                let _ = PgWireBackendMessage::ErrorResponse(info.into()).encode(&mut frame);
-                let _ = tcp.write_all(&frame).await;
-                return Ok(None);
-            }
-            tcp.write_all(b"S").await?;
-            let mut tls = acceptor.accept(tcp).await?;
-            let mut first = [0u8; 8];
-            if tls.read_exact(&mut first).await.is_err() {
-                return Ok(None);
-            }
-            if !startup_len_ok(&first) {
-                return Ok(None);
-            }
-            return Ok(Some((MaybeTls::Tls(Box::new(tls)), first, true)));
-        }
-        if !startup_len_ok(&first) {
-            let mut frame = BytesMut::new();
-            let info = ErrorInfo::new(SEVERITY_FATAL.into(), "08P01".into(), "invalid length of startup packet".into());
-            let _ = PgWireBackendMessage::ErrorResponse(info.into()).encode(&mut frame);
-            let _ = tcp.write_all(&frame).await;
+        if (is_ssl && ssl_done) || (is_gss && gss_done) {
+            refuse(&mut tcp, "08P01", "SSL or GSS negotiation is only allowed once, before the startup packet").await;
             return Ok(None);
         }
-        return Ok(Some((MaybeTls::Plain(tcp), first, false)));
+        if has_pending_bytes(&tcp).await {
+            // Bytes sent after SSLRequest but before our answer were not encrypted;
+            // acting on them would let a man in the middle inject commands
+            // (CVE-2021-23214). PostgreSQL refuses the same way, 'S' or 'N'.
+            refuse(&mut tcp, "08P01", "received unencrypted data after SSL request").await;
+            return Ok(None);
+        }
+        ssl_done |= is_ssl;
+        gss_done |= is_gss;
+        let acceptor = if is_ssl { h.tls.as_ref() } else { None };
+        let Some(acceptor) = acceptor else {
+            tcp.write_all(b"N").await?;
+            continue;
+        };
+        tcp.write_all(b"S").await?;
+        let mut tls = acceptor.accept(tcp).await?;
+        let mut first = [0u8; 8];
+        if tls.read_exact(&mut first).await.is_err() {
+            return Ok(None);
+        }
+        return Ok(Some((MaybeTls::Tls(Box::new(tls)), first, true)));
     }
 }
 
-fn startup_len_ok(first: &[u8; 8]) -> bool {
-    let len = u32::from_be_bytes([first[0], first[1], first[2], first[3]]);
-    (8..=MAX_STARTUP_BYTES).contains(&len)
+async fn refuse(tcp: &mut TcpStream, code: &str, message: &str) {
+    let mut frame = BytesMut::new();
+    let info = ErrorInfo::new(SEVERITY_FATAL.into(), code.into(), message.into());
+    let _ = PgWireBackendMessage::ErrorResponse(info.into()).encode(&mut frame);
+    let _ = tcp.write_all(&frame).await;
 }
 
 /// Are bytes already waiting on the socket (without waiting for more)?
@@ -211,115 +282,8 @@ async fn has_pending_bytes(tcp: &TcpStream) -> bool {
     .await
 }
 
-/// Passes bytes through while following the frame structure (tag byte + length), so
-/// an oversized or impossible length is refused as soon as its header arrives.
-struct GuardedIo {
-    inner: MaybeTls,
-    max: usize,
-    /// Bytes left in the frame being read.
-    remaining: usize,
-    header: [u8; 5],
-    header_len: usize,
-    violation: Arc<AtomicBool>,
+/// Tell a client the server is full, before start-up (PostgreSQL: 53300).
+pub async fn too_many(mut tcp: TcpStream, max: usize) {
+    refuse(&mut tcp, "53300", &format!("sorry, too many clients already (max_connections is {max})")).await;
 }
 
-impl GuardedIo {
-    fn inspect(&mut self, mut data: &[u8]) -> io::Result<()> {
-        while !data.is_empty() {
-            if self.remaining > 0 {
-                let n = self.remaining.min(data.len());
-                self.remaining -= n;
-                data = &data[n..];
-                continue;
-            }
-            let need = 5 - self.header_len;
-            let n = need.min(data.len());
-            self.header[self.header_len..self.header_len + n].copy_from_slice(&data[..n]);
-            self.header_len += n;
-            data = &data[n..];
-            if self.header_len == 5 {
-                self.header_len = 0;
-                let len = u32::from_be_bytes([self.header[1], self.header[2], self.header[3], self.header[4]]) as usize;
-                if len < 4 {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, format!("message length {len} is invalid")));
-                }
-                if len > self.max {
-                    self.violation.store(true, Ordering::Relaxed);
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, format!("message of {len} bytes exceeds the limit")));
-                }
-                self.remaining = len - 4;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl AsyncRead for GuardedIo {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                let fresh = buf.filled()[before..].to_vec();
-                Poll::Ready(this.inspect(&fresh))
-            }
-            other => other,
-        }
-    }
-}
-
-impl AsyncWrite for GuardedIo {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn guard(max: usize) -> GuardedIo {
-        let std = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = std.local_addr().unwrap();
-        let client = std::net::TcpStream::connect(addr).unwrap();
-        client.set_nonblocking(true).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let stream = rt.block_on(async { TcpStream::from_std(client).unwrap() });
-        std::mem::forget(rt);
-        GuardedIo { inner: MaybeTls::Plain(stream), max, remaining: 0, header: [0; 5], header_len: 0, violation: Arc::new(AtomicBool::new(false)) }
-    }
-
-    #[test]
-    fn frames_split_anywhere_are_followed() {
-        let mut g = guard(1024);
-        let mut stream = vec![];
-        for body in [&b"select 1\0"[..], &b"x"[..], &[0u8; 300][..]] {
-            stream.push(b'Q');
-            stream.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-            stream.extend_from_slice(body);
-        }
-        for chunk in stream.chunks(3) {
-            g.inspect(chunk).unwrap();
-        }
-        assert_eq!(g.remaining, 0);
-        assert_eq!(g.header_len, 0);
-    }
-
-    #[test]
-    fn oversized_and_impossible_lengths_are_refused_from_the_header() {
-        let mut g = guard(1024);
-        let mut header = vec![b'Q'];
-        header.extend_from_slice(&(1u32 << 30).to_be_bytes());
-        assert!(g.inspect(&header).is_err());
-        assert!(g.violation.load(Ordering::Relaxed));
-        let mut g = guard(1024);
-        assert!(g.inspect(&[b'Q', 0, 0, 0, 2]).is_err());
-        assert!(!g.violation.load(Ordering::Relaxed));
-    }
-}

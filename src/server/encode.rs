@@ -394,6 +394,19 @@ pub fn decode_param<S: Clone>(portal: &Portal<S>, i: usize, pg: &Type, want: Opt
                 .map(|t| t.timestamp_micros()),
             Some("+00:00".into()),
         ),
+        Type::FLOAT4_ARRAY | Type::FLOAT8_ARRAY if portal.parameter_format.is_binary(i) => {
+            // Our own reader: postgres-types reserves the element count the client
+            // declares (2^31 - 1 elements: a 32 GiB allocation and an abort).
+            match portal.parameters.get(i).cloned().flatten() {
+                None => ScalarValue::Null,
+                Some(bytes) => {
+                    let (values, elem) = binary_float_array(&bytes).map_err(|m| {
+                        to_pg_error(&Error::InvalidText(format!("parameter ${}: invalid binary array: {m}", i + 1)))
+                    })?;
+                    ScalarValue::List(ScalarValue::new_list_nullable(&values, &elem))
+                }
+            }
+        }
         Type::FLOAT4_ARRAY => {
             // `{1,2,3}` or binary float4[]; pgvector's `[1,2,3]` text too.
             let v = match portal.parameter::<Vec<Option<f32>>>(i, pg) {
@@ -467,4 +480,97 @@ mod tests {
 
 pub fn unknown_param_error(i: usize) -> PgWireError {
     to_pg_error(&Error::invalid(format!("could not determine data type of parameter ${}", i + 1)))
+}
+
+/// A binary `float4[]` / `float8[]` value (one dimension, or none for an empty
+/// array), with every count checked against the bytes present before anything is
+/// allocated. Returns the elements and their type.
+pub fn binary_float_array(b: &[u8]) -> Result<(Vec<ScalarValue>, DataType), String> {
+    let mut pos = 0usize;
+    let i32_at = |pos: &mut usize| -> Result<i32, String> {
+        let s = b.get(*pos..*pos + 4).ok_or("truncated")?;
+        *pos += 4;
+        Ok(i32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+    };
+    let ndim = i32_at(&mut pos)?;
+    let _has_null = i32_at(&mut pos)?;
+    let oid = i32_at(&mut pos)? as u32;
+    let (elem, size) = match oid {
+        700 => (DataType::Float32, 4usize),
+        701 => (DataType::Float64, 8usize),
+        other => return Err(format!("element type oid {other} is not float4 or float8")),
+    };
+    let count = match ndim {
+        0 => 0usize,
+        1 => {
+            let n = i32_at(&mut pos)?;
+            let _lower = i32_at(&mut pos)?;
+            if n < 0 {
+                return Err(format!("negative dimension {n}"));
+            }
+            n as usize
+        }
+        n => return Err(format!("{n} dimensions (a vector has one)")),
+    };
+    // Every element takes at least its 4-byte length.
+    if count.saturating_mul(4) > b.len().saturating_sub(pos) {
+        return Err(format!("{count} elements declared, {} bytes present", b.len() - pos));
+    }
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = i32_at(&mut pos)?;
+        if len == -1 {
+            out.push(if size == 4 { ScalarValue::Float32(None) } else { ScalarValue::Float64(None) });
+            continue;
+        }
+        if len as usize != size {
+            return Err(format!("element of {len} bytes in an array of {size}-byte floats"));
+        }
+        let s = b.get(pos..pos + size).ok_or("truncated")?;
+        pos += size;
+        out.push(if size == 4 {
+            ScalarValue::Float32(Some(f32::from_be_bytes([s[0], s[1], s[2], s[3]])))
+        } else {
+            ScalarValue::Float64(Some(f64::from_be_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]])))
+        });
+    }
+    if pos != b.len() {
+        return Err("trailing bytes".into());
+    }
+    Ok((out, elem))
+}
+
+#[cfg(test)]
+mod array_tests {
+    use super::*;
+
+    fn header(ndim: i32, oid: u32, n: i32) -> Vec<u8> {
+        let mut v = vec![];
+        v.extend_from_slice(&ndim.to_be_bytes());
+        v.extend_from_slice(&0i32.to_be_bytes());
+        v.extend_from_slice(&oid.to_be_bytes());
+        if ndim == 1 {
+            v.extend_from_slice(&n.to_be_bytes());
+            v.extend_from_slice(&1i32.to_be_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn binary_arrays_are_read_within_their_bytes() {
+        let mut ok = header(1, 701, 2);
+        for x in [1.5f64, -2.0] {
+            ok.extend_from_slice(&8i32.to_be_bytes());
+            ok.extend_from_slice(&x.to_be_bytes());
+        }
+        let (v, t) = binary_float_array(&ok).unwrap();
+        assert_eq!((v.len(), t), (2, DataType::Float64));
+        // The one-message crash: 2^31 - 1 elements declared, none present.
+        assert!(binary_float_array(&header(1, 701, i32::MAX)).unwrap_err().contains("declared"));
+        assert!(binary_float_array(&header(1, 700, -1)).is_err());
+        assert!(binary_float_array(&header(3, 700, 1)).is_err());
+        assert!(binary_float_array(&header(1, 23, 0)).is_err());
+        assert!(binary_float_array(&ok[..ok.len() - 1]).is_err());
+        assert_eq!(binary_float_array(&header(0, 700, 0)).unwrap().0.len(), 0);
+    }
 }

@@ -5,16 +5,20 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::{Sink, SinkExt};
-use pgwire::api::portal::{Format, Portal};
+use futures::{Sink, SinkExt, StreamExt};
+use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
-use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, METADATA_DATABASE, METADATA_USER, Type};
+use pgwire::api::store::{Entry, PortalStore};
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionHandle, DEFAULT_NAME, METADATA_DATABASE, METADATA_USER,
+    PgWireConnectionState, Type,
+};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult, SEVERITY_ERROR, SEVERITY_NOTICE};
 use pgwire::messages::PgWireBackendMessage;
-use pgwire::messages::response::NoticeResponse;
+use pgwire::messages::extendedquery::{Execute, PortalSuspended};
+use pgwire::messages::response::{EmptyQueryResponse, NoticeResponse};
 
 use super::encode;
 use crate::engine::{Engine, Prepared, QueryResult, Session};
@@ -47,6 +51,24 @@ pub fn session_for<C: ClientInfo + ?Sized>(engine: &Engine, client: &C) -> Arc<S
         let db = client.metadata().get(METADATA_DATABASE).cloned().unwrap_or_else(|| user.clone());
         engine.new_session(&user, &db)
     })
+}
+
+/// The session's `statement_timeout` as a deadline from now (None: no limit).
+fn deadline(session: &Session) -> Option<tokio::time::Instant> {
+    let ms = session.statement_timeout_ms();
+    (ms > 0).then(|| tokio::time::Instant::now() + std::time::Duration::from_millis(ms))
+}
+
+/// Await `work` until `deadline`; past it the statement is dropped (which stops it)
+/// and answered 57014, as PostgreSQL's statement_timeout does.
+async fn until<T>(deadline: Option<tokio::time::Instant>, work: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    match deadline {
+        None => work.await,
+        Some(d) => match tokio::time::timeout_at(d, work).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::StatementTimeout),
+        },
+    }
 }
 
 async fn send_notices<C>(client: &mut C, session: &Session) -> PgWireResult<()>
@@ -91,16 +113,23 @@ where
 /// Run a row set up to its first batch inside the (cancellable) handler, so the work
 /// of an aggregate or sort happens where a CancelRequest can interrupt it, and an
 /// error in it is reported before any RowDescription.
-async fn prime(result: QueryResult) -> Result<QueryResult, Error> {
+/// Past `deadline` (statement_timeout) the rest of the rows is an error, not an end.
+async fn prime(result: QueryResult, deadline: Option<tokio::time::Instant>) -> Result<QueryResult, Error> {
     match result {
         QueryResult::Rows { schema, mut stream } => {
-            use futures::StreamExt;
-            let first = match stream.next().await {
-                Some(Ok(b)) => Some(Ok(b)),
-                Some(Err(e)) => return Err(Error::from_datafusion(e)),
-                None => None,
-            };
+            let first = until(deadline, async {
+                match stream.next().await {
+                    Some(Ok(b)) => Ok(Some(Ok(b))),
+                    Some(Err(e)) => Err(Error::from_datafusion(e)),
+                    None => Ok(None),
+                }
+            })
+            .await?;
             let rest = futures::stream::iter(first).chain(stream);
+            let rest: std::pin::Pin<Box<dyn futures::Stream<Item = _> + Send>> = match deadline {
+                None => Box::pin(rest),
+                Some(d) => Box::pin(crate::executor::with_deadline(rest, d, || Error::StatementTimeout.into_datafusion())),
+            };
             let stream = Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema.clone(), rest));
             Ok(QueryResult::Rows { schema, stream })
         }
@@ -151,10 +180,15 @@ impl SimpleQueryHandler for LakehouseHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = session_for(&self.engine, client);
-        let (results, mut err) = with_live_notices(client, &session, self.engine.execute(&session, query)).await?;
+        let deadline = deadline(&session);
+        let work = until(deadline, async { Ok(self.engine.execute_on_query_runtime(&session, query).await) });
+        let (results, mut err) = match with_live_notices(client, &session, work).await? {
+            Ok(r) => r,
+            Err(e) => (vec![], Some(e)),
+        };
         let mut responses: Vec<Response> = Vec::with_capacity(results.len() + 1);
         for r in results {
-            match prime(r).await {
+            match prime(r, deadline).await {
                 Ok(r) => responses.push(to_response(r, &Format::UnifiedText)),
                 Err(e) => {
                     err = Some(e);
@@ -183,7 +217,8 @@ impl QueryParser for LakehouseQueryParser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let session = session_for(&self.engine, client);
-        self.engine.prepare(&session, sql).await.map(Some).map_err(|e| to_pg_error(&e))
+        let deadline = deadline(&session);
+        until(deadline, self.engine.prepare_on_query_runtime(&session, sql)).await.map(Some).map_err(|e| to_pg_error(&e))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
@@ -192,7 +227,11 @@ impl QueryParser for LakehouseQueryParser {
 
     fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
         Ok(match &stmt.schema {
-            Some(schema) => encode::field_infos(schema, format.unwrap_or(&Format::UnifiedText)),
+            Some(schema) => {
+                let format = format.unwrap_or(&Format::UnifiedText);
+                check_result_formats(format, schema.fields().len())?;
+                encode::field_infos(schema, format)
+            }
             None => vec![],
         })
     }
@@ -207,6 +246,113 @@ impl ExtendedQueryHandler for LakehouseHandler {
         self.parser.clone()
     }
 
+    /// pgwire's Execute reserves `max_rows` rows up front (2^31 - 1 is a legal value:
+    /// one message aborted the process) and buffers every row of the portal before
+    /// sending any. This one streams rows to the client as they come, pausing at
+    /// `max_rows` with PortalSuspended.
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        let mut status = client.transaction_status();
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME).to_string();
+        let max_rows = message.max_rows.max(0) as usize;
+        let portal = match client.portal_store().get_portal(&name) {
+            Some(Entry::Value(portal)) => portal,
+            Some(Entry::Empty) => {
+                client.feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new())).await?;
+                client.set_state(PgWireConnectionState::ReadyForQuery);
+                return Ok(());
+            }
+            None => return Err(PgWireError::PortalNotFound(name)),
+        };
+        let state = portal.state();
+        let mut state = state.lock().await;
+        if matches!(*state, PortalExecutionState::Initial) {
+            let cancel = match client.session_extensions().get::<Arc<ConnectionHandle>>() {
+                Some(handle) => Some(handle.start_query().await),
+                None => None,
+            };
+            let response = match cancel {
+                Some(cancel) => {
+                    let work = ExtendedQueryHandler::do_query(self, client, portal.as_ref(), max_rows);
+                    tokio::pin!(work);
+                    tokio::select! {
+                        r = &mut work => r,
+                        _ = cancel => Err(PgWireError::QueryCanceled),
+                    }
+                }
+                None => ExtendedQueryHandler::do_query(self, client, portal.as_ref(), max_rows).await,
+            }?;
+            match response {
+                Response::Query(rows) => *state = PortalExecutionState::Suspended(rows),
+                Response::EmptyQuery => {
+                    client.feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new())).await?;
+                }
+                Response::Execution(tag) => client.feed(PgWireBackendMessage::CommandComplete(tag.into())).await?,
+                Response::TransactionStart(tag) => {
+                    client.feed(PgWireBackendMessage::CommandComplete(tag.into())).await?;
+                    status = status.to_in_transaction_state();
+                }
+                Response::TransactionEnd(tag) => {
+                    client.feed(PgWireBackendMessage::CommandComplete(tag.into())).await?;
+                    status = status.to_idle_state();
+                }
+                Response::Error(e) => {
+                    client.send(PgWireBackendMessage::ErrorResponse((*e).into())).await?;
+                    status = status.to_error_state();
+                }
+                Response::CopyIn(_) | Response::CopyOut(_) | Response::CopyBoth(_) => {
+                    return Err(to_pg_error(&Error::NotSupported("COPY in the extended query protocol".into())));
+                }
+            }
+        }
+        match &mut *state {
+            PortalExecutionState::Suspended(rows) => {
+                let tag = rows.command_tag().to_owned();
+                let stream = rows.data_rows();
+                let mut sent = 0usize;
+                let mut finished = false;
+                while max_rows == 0 || sent < max_rows {
+                    match stream.next().await {
+                        Some(row) => {
+                            client.feed(PgWireBackendMessage::DataRow(row?)).await?;
+                            sent += 1;
+                        }
+                        None => {
+                            finished = true;
+                            break;
+                        }
+                    }
+                }
+                if finished {
+                    *state = PortalExecutionState::Finished;
+                    client.feed(PgWireBackendMessage::CommandComplete(Tag::new(&tag).with_rows(sent).into())).await?;
+                } else {
+                    client.send(PgWireBackendMessage::PortalSuspended(PortalSuspended::new())).await?;
+                }
+            }
+            PortalExecutionState::Finished => {
+                // Executing a portal that has no rows left (PostgreSQL: "SELECT 0").
+                client.feed(PgWireBackendMessage::CommandComplete(Tag::new("SELECT").with_rows(0).into())).await?;
+            }
+            PortalExecutionState::Initial => {}
+        }
+        drop(state);
+        if !matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
+            client.set_state(PgWireConnectionState::ReadyForQuery);
+            client.set_transaction_status(status);
+        }
+        Ok(())
+    }
+
     async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -217,6 +363,20 @@ impl ExtendedQueryHandler for LakehouseHandler {
         let session = session_for(&self.engine, client);
         let stmt: &StoredStatement<Prepared> = &portal.statement;
         let prepared = &stmt.statement;
+        if let Some(schema) = &prepared.schema {
+            check_result_formats(&portal.result_column_format, schema.fields().len())?;
+        }
+        if portal.parameter_len() < prepared.param_types.len() {
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                SEVERITY_ERROR.to_owned(),
+                "08P01".to_owned(),
+                format!(
+                    "bind message supplies {} parameters, but prepared statement requires {}",
+                    portal.parameter_len(),
+                    prepared.param_types.len()
+                ),
+            ))));
+        }
         let mut params = Vec::with_capacity(portal.parameter_len());
         for i in 0..portal.parameter_len() {
             let inferred = prepared.param_types.get(i).and_then(|t| t.as_ref());
@@ -227,12 +387,29 @@ impl ExtendedQueryHandler for LakehouseHandler {
             });
             params.push(encode::decode_param(portal, i, &pg, inferred)?);
         }
-        let result = match with_live_notices(client, &session, self.engine.execute_prepared(&session, prepared, params)).await? {
-            Ok(r) => prime(r).await,
+        let deadline = deadline(&session);
+        let work = until(deadline, self.engine.execute_prepared_on_query_runtime(&session, portal.statement.clone(), params));
+        let result = match with_live_notices(client, &session, work).await? {
+            Ok(r) => prime(r, deadline).await,
             Err(e) => Err(e),
         };
         send_notices(client, &session).await?;
         let result = result.map_err(|e| to_pg_error(&e))?;
         Ok(to_response(result, &portal.result_column_format))
     }
+}
+
+/// Result formats: none (all text), one for all columns, or one per column; anything
+/// else is a protocol violation (PostgreSQL: 08P01), never an out-of-range read.
+fn check_result_formats(format: &Format, columns: usize) -> PgWireResult<()> {
+    if let Format::Individual(codes) = format {
+        if codes.len() > 1 && codes.len() != columns {
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                SEVERITY_ERROR.to_owned(),
+                "08P01".to_owned(),
+                format!("bind message has {} result formats but query has {columns} columns", codes.len()),
+            ))));
+        }
+    }
+    Ok(())
 }

@@ -6,7 +6,9 @@
 pub mod auth;
 mod connection;
 pub mod encode;
+mod frames;
 pub mod handler;
+mod throttle;
 pub mod tls;
 
 use std::future::Future;
@@ -30,6 +32,8 @@ pub struct Handlers {
     pub copy: Arc<pgwire::api::NoopHandler>,
     pub tls: Option<pgwire::tokio::TlsAcceptor>,
     pub max_message_bytes: usize,
+    pub max_connections: usize,
+    pub throttle: throttle::Throttle,
 }
 
 impl Handlers {
@@ -43,6 +47,8 @@ impl Handlers {
             copy: Arc::new(pgwire::api::NoopHandler),
             tls: tls::acceptor(&config)?,
             max_message_bytes: config.server.max_message_bytes,
+            max_connections: config.server.max_connections,
+            throttle: throttle::Throttle::default(),
             engine,
         })
     }
@@ -59,6 +65,13 @@ pub async fn serve(engine: Arc<Engine>, listener: TcpListener, shutdown: impl Fu
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((socket, addr)) => {
+                    if tasks.len() >= handlers.max_connections {
+                        // Answered in a task of its own: a flood of refusals must not
+                        // hold up the accept loop.
+                        let max = handlers.max_connections;
+                        tokio::spawn(connection::too_many(socket, max));
+                        continue;
+                    }
                     let h = handlers.clone();
                     tasks.spawn(async move {
                         if let Err(e) = connection::handle(socket, addr, h).await {

@@ -691,10 +691,22 @@ fn reads_remote(plan: &LogicalPlan) -> bool {
 const PORTABLE_FUNCTIONS: &[&str] = &["lower", "upper", "abs", "coalesce", "nullif", "round", "floor", "ceil", "btrim", "ltrim", "rtrim"];
 const PORTABLE_AGGREGATES: &[&str] = &["count", "sum", "min", "max", "avg"];
 
+/// Text the unparser cannot be trusted to quote for every source: sqlparser's
+/// escaping leaves a quote after a backslash or an already doubled quote as it is,
+/// MySQL reads backslashes as escapes, and the MySQL executor strips `"` from the
+/// whole statement. An expression holding such a literal or name runs here instead
+/// (correct, only not pushed down).
+fn unquotable(s: &str) -> bool {
+    s.contains(['\\', '\'', '"', '`', '\0'])
+}
+
 fn portable_expr(e: &Expr) -> bool {
     let mut ok = true;
     let _ = e.apply(|e| {
         let fine = match e {
+            Expr::Literal(datafusion::common::ScalarValue::Utf8(Some(s)) | datafusion::common::ScalarValue::Utf8View(Some(s)) | datafusion::common::ScalarValue::LargeUtf8(Some(s)), _) if unquotable(s) => false,
+            Expr::Column(c) if unquotable(&c.name) || c.relation.as_ref().is_some_and(|r| unquotable(&r.to_string())) => false,
+            Expr::Alias(a) if unquotable(&a.name) => false,
             Expr::Column(_) | Expr::Literal(..) | Expr::Alias(_) | Expr::Not(_) | Expr::IsNull(_)
             | Expr::IsNotNull(_) | Expr::IsTrue(_) | Expr::IsFalse(_) | Expr::IsNotTrue(_) | Expr::IsNotFalse(_)
             | Expr::Negative(_) | Expr::Between(_) | Expr::Case(_) | Expr::Cast(_) | Expr::InList(_) => true,
@@ -737,7 +749,11 @@ fn portable(plan: &LogicalPlan) -> bool {
                 | LogicalPlan::TableScan(_)
                 | LogicalPlan::Distinct(_)
         );
-        if !node || !p.expressions().iter().all(portable_expr) {
+        // Names go into the SQL too (columns, aliases, the table).
+        let names_ok = !p.schema().fields().iter().any(|f| unquotable(f.name()))
+            && !matches!(p, LogicalPlan::TableScan(t) if unquotable(&t.table_name.to_string()))
+            && !matches!(p, LogicalPlan::SubqueryAlias(a) if unquotable(&a.alias.to_string()));
+        if !node || !names_ok || !p.expressions().iter().all(portable_expr) {
             ok = false;
             return Ok(TreeNodeRecursion::Stop);
         }

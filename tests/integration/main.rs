@@ -3,8 +3,10 @@
 mod autotune;
 mod embeddings;
 mod fake_embed;
+mod hostile;
 mod psql;
 mod restart;
+mod roles;
 mod security;
 mod sources;
 mod support;

@@ -9,7 +9,7 @@ use lakehouse::config::{AuthMethod, UserConfig};
 
 use crate::support::{TestServer, connect, psql, run_psql, sqlstate};
 
-fn startup_packet(user: &str) -> Vec<u8> {
+pub(crate) fn startup_packet(user: &str) -> Vec<u8> {
     let mut body = vec![];
     body.extend_from_slice(&196608u32.to_be_bytes());
     for (k, v) in [("user", user), ("database", "lakehouse")] {
@@ -24,7 +24,7 @@ fn startup_packet(user: &str) -> Vec<u8> {
     p
 }
 
-fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
     let mut f = vec![tag];
     f.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
     f.extend_from_slice(body);
@@ -32,7 +32,7 @@ fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
 }
 
 /// Connect raw, finish start-up (trust), return the socket ready for queries.
-fn raw_session(port: u16) -> TcpStream {
+pub(crate) fn raw_session(port: u16) -> TcpStream {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(&startup_packet("raw")).unwrap();
@@ -41,7 +41,7 @@ fn raw_session(port: u16) -> TcpStream {
 }
 
 /// Read messages until ReadyForQuery ('Z'); returns the tags and error codes seen.
-fn read_until_ready(s: &mut TcpStream) -> Vec<(u8, String)> {
+pub(crate) fn read_until_ready(s: &mut TcpStream) -> Vec<(u8, String)> {
     let mut seen = vec![];
     loop {
         let mut header = [0u8; 5];
@@ -66,7 +66,7 @@ fn read_until_ready(s: &mut TcpStream) -> Vec<(u8, String)> {
     }
 }
 
-async fn still_serves(port: u16) {
+pub(crate) async fn still_serves(port: u16) {
     let c = connect(port, "tester", None).await.unwrap();
     let rows = c.query("SELECT 41 + 1", &[]).await.unwrap();
     assert_eq!(rows[0].get::<_, i64>(0), 42);
@@ -77,7 +77,7 @@ async fn configured_users_need_their_password() {
     for method in [AuthMethod::ScramSha256, AuthMethod::Md5] {
         let server = TestServer::start_with(|c| {
             c.auth.method = method;
-            c.auth.users = vec![UserConfig { name: "alice".into(), password: Some("s3cret".into()), password_env: None }];
+            c.auth.users = vec![UserConfig { name: "alice".into(), password: Some("s3cret".into()), password_env: None, superuser: None }];
         })
         .await;
         let ok = connect(server.port, "alice", Some("s3cret")).await.unwrap();

@@ -350,7 +350,9 @@ async fn source_errors_have_sqlstates_and_never_show_a_password() {
     admin.query_drop(format!("GRANT SELECT ON {}.* TO '{user}'@'%'", db.name)).await.unwrap();
     admin.query_drop(format!("GRANT SELECT ON {}.* TO '{user}'@'localhost'", db.name)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (engine, s) = engine_in(dir.path()).await;
+    let var = format!("LH_TEST_PW_{}", user.to_uppercase());
+    let allowed = var.clone();
+    let (engine, s) = crate::support::engine_with(dir.path(), move |c| c.secrets.env = vec![allowed]).await;
     let mut seen = String::new();
 
     // Unreachable host, wrong password, unknown database.
@@ -373,7 +375,6 @@ async fn source_errors_have_sqlstates_and_never_show_a_password() {
     assert_eq!(rows_of(&engine, &s, "SELECT count(*) FROM shop.orders").await, vec![vec!["5"]]);
     // password_env: the variable's name is stored, its value read at connect.
     // SAFETY: set once, before any other thread of this test reads it; the name is unique.
-    let var = format!("LH_TEST_PW_{}", user.to_uppercase());
     unsafe { std::env::set_var(&var, secret) };
     rows_of(&engine, &s, &format!("CALL attach('shop2', 'mysql://{user}@127.0.0.1:3306/{}', password_env => '{var}')", db.name)).await;
     assert_eq!(rows_of(&engine, &s, "SELECT count(*) FROM shop2.orders").await, vec![vec!["5"]]);

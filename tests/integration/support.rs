@@ -21,11 +21,17 @@ impl TestServer {
     }
 
     pub async fn start_with(f: impl FnOnce(&mut Config)) -> TestServer {
+        Self::start_with_engine(f, |_| {}).await
+    }
+
+    /// `g` sees the engine before the first client connects (to register a UDF).
+    pub async fn start_with_engine(f: impl FnOnce(&mut Config), g: impl FnOnce(&Engine)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
         config.storage.data_dir = dir.path().join("data");
         f(&mut config);
         let engine = Engine::open(config).await.unwrap();
+        g(&engine);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -67,6 +73,8 @@ pub fn sqlstate(e: &tokio_postgres::Error) -> String {
 pub struct BinaryServer {
     pub child: Child,
     pub port: u16,
+    /// Every line the server wrote to stderr after it started listening.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl BinaryServer {
@@ -91,8 +99,14 @@ impl BinaryServer {
                 let addr = rest.split_whitespace().next().unwrap();
                 let port = addr.rsplit(':').next().unwrap().parse().unwrap();
                 // Keep draining stderr so the child never blocks on a full pipe.
-                std::thread::spawn(move || for _ in lines.by_ref() {});
-                return Ok(BinaryServer { child, port });
+                let log = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+                let sink = log.clone();
+                std::thread::spawn(move || {
+                    for line in lines.by_ref().map_while(Result::ok) {
+                        sink.lock().unwrap().push(line);
+                    }
+                });
+                return Ok(BinaryServer { child, port, log });
             }
             seen.push_str(&line);
             seen.push('\n');
@@ -267,8 +281,14 @@ pub fn fresh_name(prefix: &str) -> String {
 
 /// An engine on a temporary data directory, and a session on it.
 pub async fn engine_in(dir: &Path) -> (std::sync::Arc<Engine>, lakehouse::engine::Session) {
+    engine_with(dir, |_| {}).await
+}
+
+/// [`engine_in`] with a changed configuration.
+pub async fn engine_with(dir: &Path, f: impl FnOnce(&mut Config)) -> (std::sync::Arc<Engine>, lakehouse::engine::Session) {
     let mut config = Config::default();
     config.storage.data_dir = dir.join("data");
+    f(&mut config);
     let engine = Engine::open(config).await.unwrap();
     let session = engine.new_session("tester", "lakehouse");
     (engine, session)
@@ -285,4 +305,9 @@ pub async fn error_of(engine: &Engine, session: &lakehouse::engine::Session, sql
 /// Run a statement in-process that must succeed (commands return no row set).
 pub async fn exec(engine: &Engine, session: &lakehouse::engine::Session, sql: &str) {
     engine.execute_collect(session, sql).await.unwrap_or_else(|e| panic!("{sql}: {}", e.message()));
+}
+
+/// The server's message of an error (tokio-postgres' Display says only "db error").
+pub fn message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())
 }

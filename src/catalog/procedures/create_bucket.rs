@@ -33,9 +33,12 @@ impl Procedure for CreateBucketProcedure {
             Field::new("url", DataType::Utf8, false),
         ]))
     }
-    async fn call(&self, engine: &Engine, _session: &Session, args: Args) -> Result<Vec<RecordBatch>> {
+    async fn call(&self, engine: &Engine, session: &Session, args: Args) -> Result<Vec<RecordBatch>> {
+        // A bucket is where statements may then write files: the server's files.
+        session.require_superuser("CALL create_bucket")?;
         let name = args.required_text("name")?.to_string();
         let location = args.required_text("location")?.to_string();
+        engine.check_bucket_location(session, &location)?;
         let catalog = engine.catalog().clone();
         let rec = crate::catalog::blocking(move || catalog.create_bucket(&name, &location)).await?;
         Ok(vec![RecordBatch::try_new(

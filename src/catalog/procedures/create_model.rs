@@ -71,6 +71,13 @@ impl Procedure for CreateModelProcedure {
             created_at: crate::catalog::now_rfc3339(),
         };
         rec.validate()?;
+        if let Some(path) = &rec.path {
+            // Loading model files reads the server's files.
+            session.require_superuser(&format!("a local model from a path ('{path}')"))?;
+        }
+        if let Some(var) = &rec.api_key_env {
+            engine.check_secret_env(session, var, "api_key_env")?;
+        }
         let models = engine.models();
         if rec.name == BUILTIN || models.is_configured(&rec.name) || engine.catalog().model(&rec.name).is_some() {
             return Err(Error::DuplicateObject(format!("embedding model \"{}\"", rec.name)));

@@ -31,7 +31,8 @@ impl Procedure for DropBucketProcedure {
             Field::new("dropped", DataType::Boolean, false),
         ]))
     }
-    async fn call(&self, engine: &Engine, _session: &Session, args: Args) -> Result<Vec<RecordBatch>> {
+    async fn call(&self, engine: &Engine, session: &Session, args: Args) -> Result<Vec<RecordBatch>> {
+        session.require_superuser("CALL drop_bucket")?;
         let name = args.required_text("name")?.to_string();
         let catalog = engine.catalog().clone();
         let n = name.clone();

@@ -1,0 +1,220 @@
+//! Roles and confinement (superuser vs ordinary user: buckets, server files, secrets,
+//! runtime settings), and the server's limits: max_connections, statement_timeout,
+//! the per-statement memory limit, login throttling, and a start that clears what an
+//! interrupted write left behind.
+
+use std::time::Instant;
+
+use lakehouse::config::{AuthMethod, UserConfig};
+
+use crate::support::{TestServer, connect, sqlstate};
+
+async fn show(c: &tokio_postgres::Client, name: &str) -> String {
+    match &c.simple_query(&format!("SHOW {name}")).await.unwrap()[1] {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).unwrap().to_string(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn user(name: &str, password: &str, superuser: Option<bool>) -> UserConfig {
+    UserConfig { name: name.into(), password: Some(password.into()), password_env: None, superuser }
+}
+
+async fn code_of(c: &tokio_postgres::Client, sql: &str) -> String {
+    match c.simple_query(sql).await {
+        Ok(_) => "ok".into(),
+        Err(e) => sqlstate(&e),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordinary_users_cannot_reach_server_files_or_secrets() {
+    let outside = tempfile::tempdir().unwrap();
+    let out = outside.path();
+    std::fs::write(out.join("o.csv"), "a,b\n1,2\n").unwrap();
+    let config_file = out.join("lakehouse.toml");
+    std::fs::write(&config_file, "[server]\n").unwrap();
+    std::fs::write(out.join("pw"), "secret-password").unwrap();
+    let server = TestServer::start_with(|c| {
+        c.auth.method = AuthMethod::Md5;
+        c.auth.users = vec![user("alice", "a-pw", None), user("bob", "b-pw", None)];
+        c.secrets.env = vec!["LH_ROLES_TEST_PW".into()];
+        c.source = Some(config_file.clone());
+    })
+    .await;
+    let data = server._dir.path().join("data");
+    std::fs::create_dir_all(data.join("shared")).unwrap();
+    std::fs::write(data.join("shared").join("ok.csv"), "a,b\n3,4\n").unwrap();
+    std::os::unix::fs::symlink(out, data.join("link")).unwrap();
+    let alice = connect(server.port, "alice", Some("a-pw")).await.unwrap();
+    let bob = connect(server.port, "bob", Some("b-pw")).await.unwrap();
+
+    assert_eq!(show(&alice, "is_superuser").await, "on", "the first user is the superuser");
+    assert_eq!(show(&bob, "is_superuser").await, "off");
+
+    let o = out.display();
+    let d = data.display();
+    // Each refused for bob (42501) and allowed for alice.
+    let both = [
+        format!("CALL create_bucket('evil', 'file://{o}/evil')"),
+        format!("CREATE EXTERNAL TABLE o1 (a int, b int) STORED AS CSV LOCATION '{o}/o.csv' OPTIONS ('format.has_header' 'true')"),
+        format!("COPY (SELECT 1 AS x) TO '{o}/copied.csv' STORED AS CSV"),
+        "CALL drop_bucket('evil')".to_string(),
+    ];
+    for sql in &both {
+        assert_eq!(code_of(&bob, sql).await, "42501", "bob: {sql}");
+        assert_eq!(code_of(&alice, sql).await, "ok", "alice: {sql}");
+    }
+    let rows = alice.query("SELECT b FROM o1", &[]).await.unwrap();
+    assert_eq!(rows[0].get::<_, i32>(0), 2);
+    assert!(out.join("copied.csv").exists());
+
+    // Inside a bucket an ordinary user may read; a symlink out of it is judged by
+    // where it leads.
+    let inside = format!("CREATE EXTERNAL TABLE shared_t (a int, b int) STORED AS CSV LOCATION '{d}/shared/ok.csv' OPTIONS ('format.has_header' 'true')");
+    assert_eq!(code_of(&bob, &inside).await, "ok");
+    assert_eq!(bob.query("SELECT b FROM shared_t", &[]).await.unwrap()[0].get::<_, i32>(0), 4);
+    let via_link = format!("CREATE EXTERNAL TABLE l (a int, b int) STORED AS CSV LOCATION '{d}/link/o.csv'");
+    assert_eq!(code_of(&bob, &via_link).await, "42501");
+    let dotdot = format!("CREATE EXTERNAL TABLE l2 (a int, b int) STORED AS CSV LOCATION '{d}/shared/../../{}/o.csv'", out.file_name().unwrap().to_string_lossy());
+    assert_eq!(code_of(&bob, &dotdot).await, "42501");
+
+    // Nobody reads the catalog or the config file through SQL.
+    for sql in [
+        format!("CREATE EXTERNAL TABLE cat (line text) STORED AS CSV LOCATION '{d}/_catalog/catalog.json'"),
+        format!("CREATE EXTERNAL TABLE whole (line text) STORED AS CSV LOCATION '{d}/'"),
+        format!("CREATE EXTERNAL TABLE conf (line text) STORED AS CSV LOCATION '{}'", config_file.display()),
+    ] {
+        assert_eq!(code_of(&alice, &sql).await, "42501", "alice: {sql}");
+        assert_eq!(code_of(&bob, &sql).await, "42501", "bob: {sql}");
+    }
+
+    // Secrets: superusers only, and only what [secrets] lists.
+    let attach = |opt: &str| format!("CALL attach('shop', 'mysql://root@127.0.0.1:1/test', {opt})");
+    assert_eq!(code_of(&bob, &attach("password_env => 'LH_ROLES_TEST_PW'")).await, "42501");
+    let e = alice.simple_query(&attach("password_env => 'HOME'")).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "42501");
+    assert!(crate::support::message(&e).contains("[secrets]"), "{e}");
+    assert_eq!(code_of(&alice, &attach(&format!("password_file => '{o}/pw'"))).await, "42501");
+    // Allowed for alice: past the check it fails on what follows (the variable is not
+    // set in this process: F0000), not on permission.
+    assert_eq!(code_of(&alice, &attach("password_env => 'LH_ROLES_TEST_PW'")).await, "F0000");
+    assert_eq!(code_of(&bob, "CREATE EXTERNAL TABLE r STORED AS MYSQL LOCATION 'mysql://root@127.0.0.1:1/test' OPTIONS ('table' 't', 'password_env' 'LH_ROLES_TEST_PW')").await, "42501");
+    assert_eq!(code_of(&bob, "CREATE EXTERNAL TABLE r STORED AS MYSQL LOCATION 'mysql://root@127.0.0.1:1/test' OPTIONS ('table' 't', 'password_secret' 'x')").await, "42501");
+    assert_eq!(code_of(&bob, &format!("CALL create_model('m', provider => 'local', path => '{o}')")).await, "42501");
+    assert_eq!(code_of(&bob, "CALL create_model('m', provider => 'openai', base_url => 'http://127.0.0.1:1', model => 'x', dims => 3, api_key_env => 'HOME')").await, "42501");
+    assert_eq!(code_of(&bob, "SET datafusion.runtime.temp_directory = '/tmp/elsewhere'").await, "42501");
+    // What ordinary users do is untouched.
+    assert_eq!(code_of(&bob, "CREATE TABLE mine AS SELECT 1 AS x").await, "ok");
+    assert_eq!(bob.query("SELECT x FROM mine", &[]).await.unwrap()[0].get::<_, i64>(0), 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_is_enforced_with_53300() {
+    let server = TestServer::start_with(|c| c.server.max_connections = 3).await;
+    let mut held = vec![];
+    for _ in 0..3 {
+        held.push(connect(server.port, "tester", None).await.unwrap());
+    }
+    let e = connect(server.port, "tester", None).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "53300", "{e}");
+    drop(held.pop());
+    // The freed slot is reaped by the server's accept loop: retry until it is.
+    let mut again = None;
+    for _ in 0..200 {
+        match connect(server.port, "tester", None).await {
+            Ok(c) => {
+                again = Some(c);
+                break;
+            }
+            Err(e) => assert_eq!(sqlstate(&e), "53300"),
+        }
+        tokio::task::yield_now().await;
+    }
+    let again = again.expect("a slot frees up once a client leaves");
+    assert_eq!(again.query_one("SELECT 1::BIGINT", &[]).await.unwrap().get::<_, i64>(0), 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_timeout_and_memory_limit_end_the_statement_not_the_server() {
+    let server = TestServer::start_with(|c| c.server.memory_limit = "16MiB".into()).await;
+    let c = connect(server.port, "tester", None).await.unwrap();
+    c.simple_query("SET statement_timeout = '200ms'").await.unwrap();
+    let slow = "SELECT count(*) FROM generate_series(1, 1000000000000) t(x) WHERE x % 7 = 3";
+    let e = c.simple_query(slow).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "57014", "{e}");
+    assert!(crate::support::message(&e).contains("statement timeout"), "{e}");
+    let e = c.query(slow, &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "57014", "{e}");
+    c.simple_query("SET statement_timeout = 0").await.unwrap();
+    assert_eq!(c.query_one("SELECT 1::BIGINT", &[]).await.unwrap().get::<_, i64>(0), 1);
+    // A hash join's build side cannot spill: over 16 MiB it is 53200.
+    let big = "SELECT count(*) FROM generate_series(1, 3000000) a(x) JOIN generate_series(1, 3000000) b(y) ON x = y";
+    let e = c.simple_query(big).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "53200", "{e}");
+    assert_eq!(c.query_one("SELECT 2::BIGINT", &[]).await.unwrap().get::<_, i64>(0), 2);
+    assert_eq!(code_of(&c, "SET statement_timeout = 'soon'").await, "22023");
+    server.stop().await;
+}
+
+/// A client on 127.0.0.2 failing again and again is held back before each answer;
+/// a client on 127.0.0.1 logs in meanwhile without waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_slow_that_address_only() {
+    let server = TestServer::start_with(|c| {
+        c.auth.method = AuthMethod::Md5;
+        c.auth.users = vec![user("alice", "a-pw", None)];
+    })
+    .await;
+    let port = server.port;
+    let from = |ip: &'static str, password: &'static str| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        let stream = socket.connect(format!("127.0.0.1:{port}").parse().unwrap()).await.unwrap();
+        let mut config = tokio_postgres::Config::new();
+        config.user("alice").password(password).dbname("lakehouse");
+        config.connect_raw(stream, tokio_postgres::NoTls).await.map(|(c, conn)| {
+            tokio::spawn(conn);
+            c
+        })
+    };
+    for _ in 0..10 {
+        let e = from("127.0.0.2", "wrong").await.unwrap_err();
+        assert_eq!(sqlstate(&e), "28P01");
+    }
+    // The attacker's next attempt waits (3.2 s after 10 failures); alice on
+    // another address gets in while it does.
+    let started = Instant::now();
+    let attacker = tokio::spawn(from("127.0.0.2", "wrong"));
+    let ok = from("127.0.0.1", "a-pw").await.unwrap();
+    let alice_took = started.elapsed();
+    assert!(!attacker.is_finished(), "the throttled attempt must still be waiting when alice is in ({alice_took:?})");
+    assert_eq!(ok.query_one("SELECT 1::BIGINT", &[]).await.unwrap().get::<_, i64>(0), 1);
+    assert!(attacker.await.unwrap().is_err());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_removes_directories_no_record_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (engine, session) = crate::support::engine_in(dir.path()).await;
+    crate::support::exec(&engine, &session, "CREATE TABLE kept AS SELECT 1 AS x").await;
+    drop(session);
+    drop(engine);
+    // What kill -9 during CREATE TABLE AS, an index build and an append leaves.
+    for orphan in ["datasets/lost-0123456789ab", "indexes/lost_idx-abcdef012345", "datasets/_staging/deadbeef"] {
+        std::fs::create_dir_all(data.join(orphan)).unwrap();
+        std::fs::write(data.join(orphan).join("part.parquet"), b"half").unwrap();
+    }
+    std::fs::create_dir_all(data.join("datasets/not-ours")).unwrap();
+    let (engine, session) = crate::support::engine_in(dir.path()).await;
+    assert!(!data.join("datasets/lost-0123456789ab").exists());
+    assert!(!data.join("indexes/lost_idx-abcdef012345").exists());
+    assert!(!data.join("datasets/_staging").exists());
+    assert!(data.join("datasets/not-ours").exists(), "only directories lakehouse names itself are removed");
+    let rows = crate::support::rows_of(&engine, &session, "SELECT x FROM kept").await;
+    assert_eq!(rows, vec![vec!["1".to_string()]]);
+}

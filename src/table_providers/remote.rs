@@ -80,6 +80,9 @@ pub async fn connect(location: &Location, password: Option<String>, types: TypeF
             RemoteKind::Postgres => {
                 params.insert("port".into(), location.port.to_string());
                 params.insert("sslmode".into(), sslmode.unwrap_or_else(|| "prefer".into()));
+                // Literals are written the standard way (a backslash is a character):
+                // make the session read them so, whatever the server's default.
+                params.insert("options".into(), "-c standard_conforming_strings=on".into());
                 let action = match types {
                     TypeFallback::Error => UnsupportedTypeAction::Error,
                     TypeFallback::Text => UnsupportedTypeAction::String,
@@ -144,10 +147,11 @@ impl RemotePool {
                 // Our own type mapping (see mysql_schema); the rows still come through
                 // the library, cast to these types by the federated scan.
                 let arrow_schema = mysql_schema(p, schema, table, *types).await?;
+                let quoting = Quoting::Mysql { backslash_escapes: mysql_backslash_escapes(p).await? };
                 let dyn_pool: Arc<DynMySQLConnectionPool> = p.clone();
                 let sql_table = SqlTable::new_with_schema("mysql", &dyn_pool, arrow_schema, reference.clone())
                     .with_dialect(Arc::new(MySqlDialect {}));
-                Ok(federated(Arc::new(sql_table), reference, RemoteKind::Mysql))
+                Ok(federated(Arc::new(sql_table), reference, quoting))
             }
             RemotePool::Postgres(p) => {
                 let dyn_pool: Arc<DynPostgresConnectionPool> = p.clone();
@@ -155,7 +159,7 @@ impl RemotePool {
                 let arrow_schema = pg_fix_schema(p, schema, table, found.schema()).await?;
                 let sql_table = SqlTable::new_with_schema("postgres", &dyn_pool, arrow_schema, reference.clone())
                     .with_dialect(Arc::new(datafusion::sql::unparser::dialect::PostgreSqlDialect {}));
-                Ok(federated(Arc::new(sql_table), reference, RemoteKind::Postgres))
+                Ok(federated(Arc::new(sql_table), reference, Quoting::Postgres))
             }
         }
     }
@@ -166,15 +170,180 @@ use datafusion_table_providers::postgres::DynPostgresConnectionPool;
 
 /// A source table as a federated provider whose SQL names every selected column
 /// after the plan's field (see [`NamedColumns`]).
-fn federated<T: 'static, P: 'static>(table: Arc<SqlTable<T, P>>, reference: TableReference, kind: RemoteKind) -> Arc<dyn TableProvider>
+fn federated<T: 'static, P: 'static>(table: Arc<SqlTable<T, P>>, reference: TableReference, quoting: Quoting) -> Arc<dyn TableProvider>
 where
     SqlTable<T, P>: SQLExecutor + TableProvider,
 {
     use datafusion_federation::sql::{RemoteTableRef, SQLFederationProvider, SQLTableSource};
     let schema = TableProvider::schema(table.as_ref());
-    let executor = Arc::new(NamedColumns { inner: table.clone(), kind });
+    let executor = Arc::new(NamedColumns { inner: table.clone(), quoting });
     let source = Arc::new(SQLTableSource::new_with_schema(Arc::new(SQLFederationProvider::new(executor)), RemoteTableRef::from(reference), schema));
-    Arc::new(datafusion_federation::FederatedTableProviderAdaptor::new_with_provider(source, table))
+    // The plain scan (used where the gate keeps a plan here) takes no filters: it
+    // would write them into its SQL without our quoting. DataFusion filters its rows.
+    let fallback = Arc::new(NoFilterPushdown(table));
+    Arc::new(datafusion_federation::FederatedTableProviderAdaptor::new_with_provider(source, fallback))
+}
+
+/// How a source reads the literals and quoted names of the SQL sent to it.
+#[derive(Debug, Clone, Copy)]
+enum Quoting {
+    /// MySQL: backslash is an escape in '…' unless sql_mode has NO_BACKSLASH_ESCAPES.
+    Mysql { backslash_escapes: bool },
+    /// PostgreSQL with standard_conforming_strings on (set at connect).
+    Postgres,
+}
+
+impl Quoting {
+    /// The text between the quotes of a string literal with value `s`. Every quote
+    /// comes out doubled, which sqlparser's Display then writes as it is (it leaves
+    /// a doubled quote, or one after a backslash, untouched — and would otherwise
+    /// guess wrong for values like `\'` or `a''b`).
+    fn literal(self, s: &str) -> String {
+        let s = match self {
+            Quoting::Mysql { backslash_escapes: true } => s.replace('\\', "\\\\"),
+            _ => s.to_string(),
+        };
+        s.replace('\'', "''")
+    }
+
+    fn ident_quote(self) -> char {
+        match self {
+            Quoting::Mysql { .. } => '`',
+            Quoting::Postgres => '"',
+        }
+    }
+}
+
+/// Quoted names the same way: the quote character doubled inside.
+fn quoted_ident_text(value: &str, quote: char) -> String {
+    value.replace(quote, &format!("{quote}{quote}"))
+}
+
+/// Rewrites a statement's literals and quoted names into text that means exactly
+/// their values to the source (see [`Quoting::literal`]).
+struct QuoteExactly(Quoting);
+
+impl QuoteExactly {
+    fn ident(&self, i: &mut datafusion::sql::sqlparser::ast::Ident) {
+        if let Some(q) = i.quote_style {
+            i.value = quoted_ident_text(&i.value, q);
+        }
+    }
+}
+
+impl datafusion::sql::sqlparser::ast::VisitorMut for QuoteExactly {
+    type Break = ();
+
+    fn pre_visit_value(&mut self, v: &mut datafusion::sql::sqlparser::ast::ValueWithSpan) -> std::ops::ControlFlow<()> {
+        use datafusion::sql::sqlparser::ast::Value;
+        if let Value::SingleQuotedString(s) = &mut v.value {
+            *s = self.0.literal(s);
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, e: &mut datafusion::sql::sqlparser::ast::Expr) -> std::ops::ControlFlow<()> {
+        use datafusion::sql::sqlparser::ast::Expr;
+        match e {
+            Expr::Identifier(i) => self.ident(i),
+            Expr::CompoundIdentifier(parts) => parts.iter_mut().for_each(|i| self.ident(i)),
+            _ => {}
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+
+    fn pre_visit_relation(&mut self, name: &mut datafusion::sql::sqlparser::ast::ObjectName) -> std::ops::ControlFlow<()> {
+        for part in name.0.iter_mut() {
+            if let datafusion::sql::sqlparser::ast::ObjectNamePart::Identifier(i) = part {
+                self.ident(i);
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+
+    fn pre_visit_select(&mut self, select: &mut datafusion::sql::sqlparser::ast::Select) -> std::ops::ControlFlow<()> {
+        use datafusion::sql::sqlparser::ast::SelectItem;
+        for item in select.projection.iter_mut() {
+            if let SelectItem::ExprWithAlias { alias, .. } = item {
+                self.ident(alias);
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, t: &mut datafusion::sql::sqlparser::ast::TableFactor) -> std::ops::ControlFlow<()> {
+        use datafusion::sql::sqlparser::ast::TableFactor;
+        if let TableFactor::Table { alias: Some(a), .. } | TableFactor::Derived { alias: Some(a), .. } = t {
+            self.ident(&mut a.name);
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+/// The plain scan's plan, as a leaf that takes no filters, sorts or projections
+/// into its SQL (DataFusion's physical optimizer would push them into the library's
+/// SqlExec, which writes them without our quoting and, for MySQL, strips `"`).
+#[derive(Debug)]
+struct NoPushdownExec(Arc<dyn datafusion::physical_plan::ExecutionPlan>);
+
+impl datafusion::physical_plan::DisplayAs for NoPushdownExec {
+    fn fmt_as(&self, t: datafusion::physical_plan::DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "RemoteScan: ")?;
+        self.0.fmt_as(t, f)
+    }
+}
+
+impl datafusion::physical_plan::ExecutionPlan for NoPushdownExec {
+    fn name(&self) -> &str {
+        "RemoteScan"
+    }
+    fn properties(&self) -> &Arc<datafusion::physical_plan::PlanProperties> {
+        self.0.properties()
+    }
+    fn children(&self) -> Vec<&Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        vec![]
+    }
+    fn with_new_children(self: Arc<Self>, _children: Vec<Arc<dyn datafusion::physical_plan::ExecutionPlan>>) -> DFResult<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        Ok(self)
+    }
+    fn execute(&self, partition: usize, context: Arc<datafusion::execution::TaskContext>) -> DFResult<datafusion::execution::SendableRecordBatchStream> {
+        self.0.execute(partition, context)
+    }
+}
+
+/// Does MySQL read backslashes in '…' as escapes (its default sql_mode)?
+async fn mysql_backslash_escapes(pool: &MySQLConnectionPool) -> std::result::Result<bool, Box<dyn std::error::Error + Send + Sync>> {
+    use mysql_async::prelude::Queryable;
+    let conn = pool.connect_direct().await?;
+    let mut conn = conn.conn.lock().await;
+    let mode: Option<String> = conn.query_first("SELECT @@SESSION.sql_mode").await?;
+    Ok(!mode.unwrap_or_default().to_uppercase().contains("NO_BACKSLASH_ESCAPES"))
+}
+
+/// A table that scans like `inner` but takes no filters into its scan.
+#[derive(Debug)]
+struct NoFilterPushdown<T>(Arc<T>);
+
+#[async_trait]
+impl<T: TableProvider + 'static> TableProvider for NoFilterPushdown<T> {
+    fn schema(&self) -> SchemaRef {
+        self.0.schema()
+    }
+    fn table_type(&self) -> datafusion::datasource::TableType {
+        self.0.table_type()
+    }
+    async fn scan(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DFResult<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        Ok(Arc::new(NoPushdownExec(self.0.scan(state, projection, filters, limit).await?)))
+    }
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DFResult<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
+        Ok(vec![datafusion::logical_expr::TableProviderFilterPushDown::Unsupported; filters.len()])
+    }
 }
 
 /// The library turns the source's rows into Arrow by the *names* of the result's
@@ -183,7 +352,7 @@ where
 /// the top-level select list to the plan's field name before the SQL is sent.
 struct NamedColumns {
     inner: Arc<dyn SQLExecutor>,
-    kind: RemoteKind,
+    quoting: Quoting,
 }
 
 #[async_trait]
@@ -198,7 +367,16 @@ impl SQLExecutor for NamedColumns {
         self.inner.dialect()
     }
     fn ast_analyzer(&self) -> Option<datafusion_federation::sql::AstAnalyzer> {
-        self.inner.ast_analyzer()
+        let quoting = self.quoting;
+        let mut inner = self.inner.ast_analyzer();
+        Some(Box::new(move |statement| {
+            let mut statement = match inner.as_mut() {
+                Some(f) => f(statement)?,
+                None => statement,
+            };
+            let _ = datafusion::sql::sqlparser::ast::VisitMut::visit(&mut statement, &mut QuoteExactly(quoting));
+            Ok(statement)
+        }))
     }
     fn execute(
         &self,
@@ -206,7 +384,7 @@ impl SQLExecutor for NamedColumns {
         schema: SchemaRef,
         filters: &[Arc<dyn datafusion::physical_expr::PhysicalExpr>],
     ) -> DFResult<datafusion::execution::SendableRecordBatchStream> {
-        let query = name_columns(query, &schema, self.kind);
+        let query = name_columns(query, &schema, self.quoting);
         self.inner.execute(&query, schema, filters)
     }
     async fn table_names(&self) -> DFResult<Vec<String>> {
@@ -217,14 +395,22 @@ impl SQLExecutor for NamedColumns {
     }
 }
 
-fn name_columns(sql: &str, schema: &Schema, kind: RemoteKind) -> String {
+fn name_columns(sql: &str, schema: &Schema, quoting: Quoting) -> String {
     use datafusion::sql::sqlparser::ast::{Ident, SelectItem, SetExpr, Statement};
-    use datafusion::sql::sqlparser::dialect::{MySqlDialect as MySqlParse, PostgreSqlDialect as PgParse};
-    use datafusion::sql::sqlparser::parser::Parser;
-    let (parsed, quote) = match kind {
-        RemoteKind::Mysql => (Parser::parse_sql(&MySqlParse {}, sql), '`'),
-        RemoteKind::Postgres => (Parser::parse_sql(&PgParse {}, sql), '"'),
+    use datafusion::sql::sqlparser::dialect::{Dialect, GenericDialect, MySqlDialect as MySqlParse, PostgreSqlDialect as PgParse};
+    use datafusion::sql::sqlparser::parser::{Parser, ParserOptions};
+    // Parsed without unescaping, in the source's own reading of backslashes, so
+    // that printing it again gives back the text as it was (QuoteExactly wrote it).
+    let dialect: Box<dyn Dialect> = match quoting {
+        Quoting::Mysql { backslash_escapes: true } => Box::new(MySqlParse {}),
+        Quoting::Mysql { backslash_escapes: false } => Box::new(GenericDialect {}),
+        Quoting::Postgres => Box::new(PgParse {}),
     };
+    let quote = quoting.ident_quote();
+    let parsed = Parser::new(dialect.as_ref())
+        .with_options(ParserOptions::new().with_unescape(false))
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_statements());
     let Ok(mut statements) = parsed else { return sql.to_string() };
     let [Statement::Query(query)] = statements.as_mut_slice() else { return sql.to_string() };
     let SetExpr::Select(select) = query.body.as_mut() else { return sql.to_string() };
@@ -232,7 +418,7 @@ fn name_columns(sql: &str, schema: &Schema, kind: RemoteKind) -> String {
         return sql.to_string();
     }
     for (item, field) in select.projection.iter_mut().zip(schema.fields()) {
-        let alias = Ident::with_quote(quote, field.name().clone());
+        let alias = Ident::with_quote(quote, quoted_ident_text(field.name(), quote));
         *item = match std::mem::replace(item, SelectItem::Wildcard(Default::default())) {
             SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => SelectItem::ExprWithAlias { expr, alias },
             other => return { let _ = other; sql.to_string() },
@@ -346,8 +532,18 @@ async fn mysql_schema(
     if rows.is_empty() {
         return Err(Box::new(Error::RemoteNotFound(format!("table \"{table}\" does not exist in {schema}"))));
     }
+    if table.contains('"') {
+        return Err(Box::new(Error::NotSupported(format!(
+            "MySQL table names containing a double quote ({schema}.{table}); the MySQL connector drops every \" from the SQL it sends — rename the table or read it through a view"
+        ))));
+    }
     let mut fields = vec![];
     for (name, data_type, column_type, precision, scale) in rows {
+        if name.contains('"') {
+            return Err(Box::new(Error::NotSupported(format!(
+                "MySQL column names containing a double quote (column {name} of {schema}.{table}); the MySQL connector drops every \" from the SQL it sends — rename the column or read the table through a view that renames it"
+            ))));
+        }
         let dt = mysql_arrow_type(&data_type.to_lowercase(), &column_type.to_lowercase(), precision, scale);
         let dt = match (dt, types) {
             (Some(dt), _) => dt,
@@ -409,6 +605,16 @@ pub fn source_error(err: &(dyn std::error::Error + 'static), location: &str, use
         chain.push(next);
         if chain.len() > 16 {
             break;
+        }
+    }
+    // Our own error raised while reading the source's catalog keeps its meaning.
+    for e in &chain {
+        if let Some(ours) = e.downcast_ref::<Error>() {
+            match ours {
+                Error::NotSupported(m) => return Error::NotSupported(m.clone()),
+                Error::RemoteNotFound(m) => return Error::RemoteNotFound(m.clone()),
+                _ => {}
+            }
         }
     }
     let text = redact(&chain.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(": "));
@@ -691,13 +897,12 @@ fn reads_remote(plan: &LogicalPlan) -> bool {
 const PORTABLE_FUNCTIONS: &[&str] = &["lower", "upper", "abs", "coalesce", "nullif", "round", "floor", "ceil", "btrim", "ltrim", "rtrim"];
 const PORTABLE_AGGREGATES: &[&str] = &["count", "sum", "min", "max", "avg"];
 
-/// Text the unparser cannot be trusted to quote for every source: sqlparser's
-/// escaping leaves a quote after a backslash or an already doubled quote as it is,
-/// MySQL reads backslashes as escapes, and the MySQL executor strips `"` from the
-/// whole statement. An expression holding such a literal or name runs here instead
-/// (correct, only not pushed down).
+/// Text that cannot reach a source intact whatever the quoting: the MySQL executor
+/// strips every `"` from the statement, and NUL ends a string in the wire protocols.
+/// An expression holding such a literal or name runs here instead (correct, only not
+/// pushed down); everything else is quoted exactly (see [`QuoteExactly`]).
 fn unquotable(s: &str) -> bool {
-    s.contains(['\\', '\'', '"', '`', '\0'])
+    s.contains(['"', '\0'])
 }
 
 fn portable_expr(e: &Expr) -> bool {
@@ -710,8 +915,9 @@ fn portable_expr(e: &Expr) -> bool {
             Expr::Column(_) | Expr::Literal(..) | Expr::Alias(_) | Expr::Not(_) | Expr::IsNull(_)
             | Expr::IsNotNull(_) | Expr::IsTrue(_) | Expr::IsFalse(_) | Expr::IsNotTrue(_) | Expr::IsNotFalse(_)
             | Expr::Negative(_) | Expr::Between(_) | Expr::Case(_) | Expr::Cast(_) | Expr::InList(_) => true,
-            // ILIKE is PostgreSQL's only.
-            Expr::Like(l) => !l.case_insensitive,
+            // ILIKE is PostgreSQL's only; LIKE's escape character differs between
+            // sources (MySQL has none under NO_BACKSLASH_ESCAPES).
+            Expr::Like(l) => !l.case_insensitive && l.escape_char.is_none() && !matches!(l.pattern.as_ref(), Expr::Literal(v, _) if v.to_string().contains('\\')),
             // Operators that mean the same everywhere: `||` is OR in MySQL, and `/`
             // of integers truncates in DataFusion and PostgreSQL but not in MySQL.
             Expr::BinaryExpr(b) => {
@@ -749,8 +955,11 @@ fn portable(plan: &LogicalPlan) -> bool {
                 | LogicalPlan::TableScan(_)
                 | LogicalPlan::Distinct(_)
         );
-        // Names go into the SQL too (columns, aliases, the table).
-        let names_ok = !p.schema().fields().iter().any(|f| unquotable(f.name()))
+        // Names go into the SQL too (columns, aliases, the table). A projection of
+        // common subexpressions becomes a derived table that the unparser's outer
+        // SELECT still addresses by the base table's name (PostgreSQL: "missing
+        // FROM-clause entry"): keep those here.
+        let names_ok = !p.schema().fields().iter().any(|f| unquotable(f.name()) || f.name().starts_with("__common_expr"))
             && !matches!(p, LogicalPlan::TableScan(t) if unquotable(&t.table_name.to_string()))
             && !matches!(p, LogicalPlan::SubqueryAlias(a) if unquotable(&a.alias.to_string()));
         if !node || !names_ok || !p.expressions().iter().all(portable_expr) {
@@ -806,13 +1015,13 @@ mod tests {
         let schema = Schema::new(vec![Field::new("status", DataType::Utf8, true), Field::new("sum(shop.orders.amount)", DataType::Float64, true)]);
         let sql = "SELECT `orders`.`status`, sum(`orders`.`amount`) FROM `db`.`orders` GROUP BY `orders`.`status`";
         assert_eq!(
-            name_columns(sql, &schema, RemoteKind::Mysql),
+            name_columns(sql, &schema, Quoting::Mysql { backslash_escapes: true }),
             "SELECT `orders`.`status` AS `status`, sum(`orders`.`amount`) AS `sum(shop.orders.amount)` FROM `db`.`orders` GROUP BY `orders`.`status`"
         );
         // Anything it does not understand is sent as it was.
-        assert_eq!(name_columns("SELECT 1 UNION SELECT 2", &schema, RemoteKind::Mysql), "SELECT 1 UNION SELECT 2");
-        assert_eq!(name_columns("SELECT * FROM t", &schema, RemoteKind::Postgres), "SELECT * FROM t");
-        assert_eq!(name_columns("not sql", &schema, RemoteKind::Postgres), "not sql");
+        assert_eq!(name_columns("SELECT 1 UNION SELECT 2", &schema, Quoting::Mysql { backslash_escapes: true }), "SELECT 1 UNION SELECT 2");
+        assert_eq!(name_columns("SELECT * FROM t", &schema, Quoting::Postgres), "SELECT * FROM t");
+        assert_eq!(name_columns("not sql", &schema, Quoting::Postgres), "not sql");
     }
 
     #[test]

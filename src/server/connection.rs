@@ -95,6 +95,9 @@ pub async fn handle(socket: TcpStream, addr: SocketAddr, h: Arc<Handlers>) -> io
                 let _ = fatal(&mut socket, "08P01", &format!("invalid message: {m}")).await;
                 return Ok(());
             }
+            // After an error in the extended protocol every message up to Sync is
+            // discarded unread (PostgreSQL): a malformed one too, without a second error.
+            Ok(Err(_)) if matches!(socket.state(), PgWireConnectionState::AwaitingSync) => continue,
             Ok(Err(frames::Malformed(m))) => {
                 let extended = is_extended_tag(frame.tag);
                 process_error(&mut socket, user_error("08P01", format!("invalid message: {m}")), extended).await?;

@@ -304,6 +304,8 @@ impl ExtendedQueryHandler for LakehouseHandler {
                 Response::TransactionEnd(tag) => {
                     client.feed(PgWireBackendMessage::CommandComplete(tag.into())).await?;
                     status = status.to_idle_state();
+                    // The unnamed portal ends with its transaction (as pgwire does).
+                    client.portal_store().rm_portal(DEFAULT_NAME);
                 }
                 Response::Error(e) => {
                     client.send(PgWireBackendMessage::ErrorResponse((*e).into())).await?;

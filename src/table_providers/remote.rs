@@ -178,9 +178,10 @@ where
     let schema = TableProvider::schema(table.as_ref());
     let executor = Arc::new(NamedColumns { inner: table.clone(), quoting });
     let source = Arc::new(SQLTableSource::new_with_schema(Arc::new(SQLFederationProvider::new(executor)), RemoteTableRef::from(reference), schema));
-    // The plain scan (used where the gate keeps a plan here) takes no filters: it
-    // would write them into its SQL without our quoting. DataFusion filters its rows.
-    let fallback = Arc::new(NoFilterPushdown(table));
+    // The scan takes only filters the gate would send (those then reach the source
+    // through the federated SQL, quoted exactly); the plain scan's own plan takes
+    // nothing more at the physical level (NoPushdownExec).
+    let fallback = Arc::new(PortableFilters(table));
     Arc::new(datafusion_federation::FederatedTableProviderAdaptor::new_with_provider(source, fallback))
 }
 
@@ -320,12 +321,14 @@ async fn mysql_backslash_escapes(pool: &MySQLConnectionPool) -> std::result::Res
     Ok(!mode.unwrap_or_default().to_uppercase().contains("NO_BACKSLASH_ESCAPES"))
 }
 
-/// A table that scans like `inner` but takes no filters into its scan.
+/// A table that scans like `inner` but takes into its scan only filters the gate
+/// deems portable: a filter with text no quoting can carry (or a function the source
+/// lacks) stays a Filter above the scan, so the scan itself stays federated.
 #[derive(Debug)]
-struct NoFilterPushdown<T>(Arc<T>);
+struct PortableFilters<T>(Arc<T>);
 
 #[async_trait]
-impl<T: TableProvider + 'static> TableProvider for NoFilterPushdown<T> {
+impl<T: TableProvider + 'static> TableProvider for PortableFilters<T> {
     fn schema(&self) -> SchemaRef {
         self.0.schema()
     }
@@ -342,7 +345,9 @@ impl<T: TableProvider + 'static> TableProvider for NoFilterPushdown<T> {
         Ok(Arc::new(NoPushdownExec(self.0.scan(state, projection, filters, limit).await?)))
     }
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DFResult<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
-        Ok(vec![datafusion::logical_expr::TableProviderFilterPushDown::Unsupported; filters.len()])
+        use datafusion::logical_expr::TableProviderFilterPushDown::Unsupported;
+        let inner = self.0.supports_filters_pushdown(filters)?;
+        Ok(filters.iter().zip(inner).map(|(f, d)| if portable_expr(f) { d } else { Unsupported }).collect())
     }
 }
 

@@ -122,6 +122,14 @@ async fn malformed_messages_keep_the_session() {
             let seen = read_until_ready(&mut s);
             assert!(seen.iter().any(|(t, _)| *t == b'D'), "the session goes on after {f:?}: {seen:?}");
         }
+        // After one error, messages up to Sync are discarded: one ErrorResponse only.
+        let mut msgs = frame(b'D', b"");
+        msgs.extend(frame(b'D', b""));
+        msgs.extend(frame(b'P', b"\0SELECT 1\0\xff\xfb"));
+        msgs.extend(frame(b'S', b""));
+        s.write_all(&msgs).unwrap();
+        let seen = read_until_ready(&mut s);
+        assert_eq!(seen.iter().filter(|(t, _)| *t == b'E').count(), 1, "{seen:?}");
         // A FunctionCall (fast path) is refused but harmless.
         let mut call = 1u32.to_be_bytes().to_vec();
         call.extend_from_slice(&[0, 0, 0, 0, 0, 0]);

@@ -577,6 +577,9 @@ async fn hostile_literals_and_names_give_the_rows_of_a_local_copy() {
         assert_eq!(rows_of(&engine, &s, &q(remote)).await, rows_of(&engine, &s, &q(local)).await, "{remote}: quoted names");
         let q = |t: &str| format!("SELECT id AS \"it's\", \"back`tick\" AS \"a\"\"b\", s AS \"x\\y\" FROM {t} WHERE id < 3 ORDER BY id");
         assert_eq!(rows_of(&engine, &s, &q(remote)).await, rows_of(&engine, &s, &q(local)).await, "{remote}: hostile aliases");
+        // A filtered aggregate, pushed down whole.
+        let q = |t: &str| format!("SELECT count(*) AS \"it's\", max(\"back`tick\") AS \"a\"\"b\" FROM {t} WHERE s <> 'zzz' AND s <> 'it''s'");
+        assert_eq!(rows_of(&engine, &s, &q(remote)).await, rows_of(&engine, &s, &q(local)).await, "{remote}: filtered aggregate");
     }
     assert_eq!(compared, 2 * VALUES.len() * 5);
     // The tables are intact (no literal ran as SQL).

@@ -23,7 +23,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures::{FutureExt, SinkExt};
 use pgwire::api::{ClientInfo, DefaultClient, METADATA_USER, PgWireConnectionState};
-use pgwire::error::{ErrorInfo, PgWireError, SEVERITY_ERROR, SEVERITY_FATAL};
+use pgwire::error::{ErrorInfo, PgWireError, SEVERITY_FATAL};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::server::{MaybeTls, PgWireMessageServerCodec, process_error, process_message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadBuf};
@@ -31,6 +31,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 use super::Handlers;
+use super::handler::user_error;
 use super::frames::{self, FrameReader, Incoming};
 use crate::engine::Prepared;
 
@@ -195,10 +196,6 @@ pub async fn handle(socket: TcpStream, addr: SocketAddr, h: Arc<Handlers>) -> io
 
 fn is_extended_tag(tag: Option<u8>) -> bool {
     matches!(tag, Some(b'P' | b'B' | b'D' | b'E' | b'C' | b'H' | b'S'))
-}
-
-fn user_error(code: &str, message: String) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(SEVERITY_ERROR.to_owned(), code.to_owned(), message)))
 }
 
 /// Resolves when the client has closed its end. Bytes already waiting (a pipelined

@@ -34,7 +34,12 @@ pub fn to_pg_error(e: &Error) -> PgWireError {
     } else {
         e.message()
     };
-    PgWireError::UserError(Box::new(ErrorInfo::new(SEVERITY_ERROR.to_owned(), e.sqlstate().to_owned(), message)))
+    user_error(e.sqlstate(), message)
+}
+
+/// An ERROR with `code` for the client (the session goes on).
+pub fn user_error(code: &str, message: String) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(SEVERITY_ERROR.to_owned(), code.to_owned(), message)))
 }
 
 fn error_info(e: &Error) -> ErrorInfo {
@@ -369,15 +374,14 @@ impl ExtendedQueryHandler for LakehouseHandler {
             check_result_formats(&portal.result_column_format, schema.fields().len())?;
         }
         if portal.parameter_len() < prepared.param_types.len() {
-            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
-                SEVERITY_ERROR.to_owned(),
-                "08P01".to_owned(),
+            return Err(user_error(
+                "08P01",
                 format!(
                     "bind message supplies {} parameters, but prepared statement requires {}",
                     portal.parameter_len(),
                     prepared.param_types.len()
                 ),
-            ))));
+            ));
         }
         let mut params = Vec::with_capacity(portal.parameter_len());
         for i in 0..portal.parameter_len() {
@@ -406,11 +410,7 @@ impl ExtendedQueryHandler for LakehouseHandler {
 fn check_result_formats(format: &Format, columns: usize) -> PgWireResult<()> {
     if let Format::Individual(codes) = format {
         if codes.len() > 1 && codes.len() != columns {
-            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
-                SEVERITY_ERROR.to_owned(),
-                "08P01".to_owned(),
-                format!("bind message has {} result formats but query has {columns} columns", codes.len()),
-            ))));
+            return Err(user_error("08P01", format!("bind message has {} result formats but query has {columns} columns", codes.len())));
         }
     }
     Ok(())

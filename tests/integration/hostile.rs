@@ -323,6 +323,20 @@ async fn a_panic_inside_a_query_is_an_error_not_a_short_answer() {
     server.stop().await;
 }
 
+/// A raw socket to the server; the read timeout only bounds a hung server.
+fn raw_connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// Everything the server sends until it closes the connection, as text.
+fn rest_of(s: &mut TcpStream) -> String {
+    let mut rest = vec![];
+    let _ = s.read_to_end(&mut rest);
+    String::from_utf8_lossy(&rest).into_owned()
+}
+
 /// Negotiation and authentication corners: one SSLRequest only, plaintext behind an
 /// SSLRequest refused even when answered N, a Query instead of the password refused
 /// at once, and SCRAM failures naming the user.
@@ -339,28 +353,23 @@ async fn negotiation_and_auth_corners() {
     tokio::task::spawn_blocking(move || {
         let ssl = [0u8, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
         // Two SSLRequests in a row: N, then 08P01.
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut s = raw_connect(port);
         s.write_all(&ssl).unwrap();
         let mut answer = [0u8; 1];
         s.read_exact(&mut answer).unwrap();
         assert_eq!(answer[0], b'N');
         s.write_all(&ssl).unwrap();
-        let mut rest = vec![];
-        let _ = s.read_to_end(&mut rest);
-        assert!(String::from_utf8_lossy(&rest).contains("08P01"), "{rest:?}");
+        let rest = rest_of(&mut s);
+        assert!(rest.contains("08P01"), "{rest}");
         // Plaintext pipelined behind an SSLRequest (no TLS configured: N) is refused.
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut s = raw_connect(port);
         let mut pipelined = ssl.to_vec();
         pipelined.extend(startup_packet("alice"));
         s.write_all(&pipelined).unwrap();
-        let mut rest = vec![];
-        let _ = s.read_to_end(&mut rest);
-        assert!(String::from_utf8_lossy(&rest).contains("08P01"), "{rest:?}");
+        let rest = rest_of(&mut s);
+        assert!(rest.contains("08P01"), "{rest}");
         // A Query where the SCRAM response belongs: FATAL now, not a 60 s hang.
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut s = raw_connect(port);
         s.write_all(&startup_packet("alice")).unwrap();
         let mut header = [0u8; 5];
         s.read_exact(&mut header).unwrap();
@@ -368,9 +377,7 @@ async fn negotiation_and_auth_corners() {
         let mut body = vec![0u8; u32::from_be_bytes(header[1..5].try_into().unwrap()) as usize - 4];
         s.read_exact(&mut body).unwrap();
         s.write_all(&frame(b'Q', b"SELECT 1\0")).unwrap();
-        let mut rest = vec![];
-        let _ = s.read_to_end(&mut rest);
-        let text = String::from_utf8_lossy(&rest);
+        let text = rest_of(&mut s);
         assert!(text.contains("08P01") && text.contains("expected password response"), "{text}");
     })
     .await

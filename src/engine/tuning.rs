@@ -527,9 +527,13 @@ impl Engine {
                     }
                     Err(wait) => {
                         let until = wait.unwrap_or(f64::INFINITY).min(next_period - now).clamp(0.05, 3600.0);
-                        tuning.agent.state.lock().unwrap_or_else(|p| p.into_inner()).next_wake = Some(
-                            (chrono::Utc::now() + chrono::Duration::milliseconds((until * 1000.0) as i64)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                        );
+                        {
+                            let mut st = tuning.agent.state.lock().unwrap_or_else(|p| p.into_inner());
+                            st.next_wake = Some(
+                                (chrono::Utc::now() + chrono::Duration::milliseconds((until * 1000.0) as i64)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                            );
+                            st.waits += 1;
+                        }
                         drop(engine);
                         tokio::select! {
                             _ = tuning.agent.wake.notified() => {}

@@ -136,6 +136,9 @@ pub struct AgentState {
     /// Last trial start per index (unix seconds).
     pub last_on_index: std::collections::HashMap<String, f64>,
     pub next_wake: Option<String>,
+    /// How often the agent has gone to sleep finding nothing it may run (what a
+    /// test waits on to know a wake was considered and held).
+    pub waits: u64,
     pub trials_run: u64,
     pub promotions: u64,
 }

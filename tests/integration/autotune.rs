@@ -91,8 +91,12 @@ async fn promotion_swaps_the_index_without_failing_queries() {
         assert!(started.elapsed() < Duration::from_secs(120), "the rebuild never finished");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    // Keep querying on the new generation for a moment.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Keep querying on the new generation for a few more queries.
+    let seen = ok.load(Ordering::Relaxed);
+    while ok.load(Ordering::Relaxed) < seen + 20 && failed.load(Ordering::Relaxed) == 0 {
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     stop.store(true, Ordering::Relaxed);
     let errors = reader.await.unwrap();
     assert!(errors.is_empty(), "queries failed during the swap: {errors:?}");
@@ -192,9 +196,11 @@ async fn the_agent_runs_after_an_append_within_its_rate_limit() {
     engine.execute_collect(&s, "CALL autotune_enqueue('pts_idx')").await.unwrap();
     let second = wait_for(2).await;
     assert_ne!(second[1], second[0], "a new configuration");
-    // The hourly limit (2) holds the third wake.
+    // The hourly limit (2) holds the third wake: the agent takes it up and goes
+    // back to sleep without a trial.
+    let waits = engine.tuning().agent.state().waits;
     engine.execute_collect(&s, "INSERT INTO pts SELECT 6000 + id, v FROM pts WHERE id <= 10").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_for_waits(&engine, waits + 1).await;
     assert_eq!(agent_trials(engine.clone()).await.len(), 2);
     let state = rows_of(&engine, &s, "SELECT enabled, queue, trials_this_hour, trials_run FROM lakehouse.agent").await;
     assert_eq!(state, vec![vec!["true".to_string(), "pts_idx".to_string(), "2".to_string(), "2".to_string()]]);
@@ -208,21 +214,26 @@ async fn autotune_can_be_cancelled() {
     let (c, mut notices) = client_with_notices(server.port).await;
     c.batch_execute(&setup_sql(20_000, 16, 4, 10)).await.unwrap();
     let token = c.cancel_token();
+    // Cancel once the first trial's build has started (an event, not a delay:
+    // under load the eval set alone can take seconds).
     let canceller = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(2500)).await;
-        token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+        let mut seen = vec![];
+        while let Some(n) = notices.recv().await {
+            let building = n.contains("trial build: m = 32");
+            seen.push(n);
+            if building {
+                token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+                break;
+            }
+        }
+        seen
     });
-    let started = Instant::now();
     let grid = r#"[{"m": 32, "ef_construction": 400, "ef_search": 40}, {"m": 48, "ef_construction": 400, "ef_search": 40}]"#;
     let err = c.batch_execute(&format!("CALL autotune('pts_idx', grid => '{grid}')")).await.unwrap_err();
-    canceller.await.unwrap();
-    assert_eq!(sqlstate(&err), "57014", "{err}");
-    assert!(started.elapsed() < Duration::from_secs(60), "cancel took {:?}", started.elapsed());
-    let mut seen = vec![];
-    while let Ok(n) = notices.try_recv() {
-        seen.push(n);
-    }
+    let seen = canceller.await.unwrap();
+    assert_eq!(sqlstate(&err), "57014", "{err}: {seen:?}");
     assert!(seen.iter().any(|n| n.contains("trial build: m = 32, ef_construction = 400")), "{seen:?}");
+    assert!(!seen.iter().any(|n| n.contains("m = 48")), "cancelled before the second trial: {seen:?}");
     let promotions = c.query_one("SELECT count(*) FROM lakehouse.promotions", &[]).await.unwrap();
     assert_eq!(promotions.get::<_, i64>(0), 0);
     // The per-index trial lock was released.
@@ -289,9 +300,24 @@ async fn the_agent_wakes_on_its_period() {
         assert!(started.elapsed() < Duration::from_secs(60), "the period never woke the agent");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // The cooldown (an hour) holds the index from then on; the agent sleeps until then.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The cooldown (an hour) holds the index from then on: the next period's
+    // wake (a second later) queues it and the agent goes back to sleep.
+    let waits = engine.tuning().agent.state().waits;
+    wait_for_waits(&engine, waits + 2).await;
     assert_eq!(rows_of(&engine, &s, "SELECT count(*) FROM lakehouse.trials").await, vec![vec!["1".to_string()]]);
     let wake = rows_of(&engine, &s, "SELECT next_wake IS NOT NULL, last_index FROM lakehouse.agent").await;
     assert_eq!(wake, vec![vec!["true".to_string(), "pts_idx".to_string()]]);
+}
+
+/// Wait until the agent has gone to sleep `n` times in all, idle.
+async fn wait_for_waits(engine: &Engine, n: u64) {
+    let started = Instant::now();
+    loop {
+        let st = engine.tuning().agent.state();
+        if st.waits >= n && st.running.is_none() {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the agent never went back to sleep ({} of {n})", st.waits);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -76,6 +76,8 @@ async fn sigkill_during_a_burst_of_ctas_loses_no_acknowledged_table() {
     let c = connect(server.port, "tester", None).await.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = count.clone();
     let writer = tokio::spawn(async move {
         let mut acknowledged = vec![];
         for i in 0..10_000 {
@@ -84,13 +86,20 @@ async fn sigkill_during_a_burst_of_ctas_loses_no_acknowledged_table() {
             }
             let sql = format!("CREATE TABLE burst_{i} AS SELECT value AS v FROM range({})", i % 50 + 1);
             match c.batch_execute(&sql).await {
-                Ok(()) => acknowledged.push(i),
+                Ok(()) => {
+                    acknowledged.push(i);
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
                 Err(_) => break,
             }
         }
         acknowledged
     });
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Kill once a few statements have been acknowledged (an event, not a delay).
+    let started = std::time::Instant::now();
+    while count.load(Ordering::Relaxed) < 5 && started.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     server.kill9();
     stop.store(true, Ordering::Relaxed);
     let acknowledged = writer.await.unwrap();

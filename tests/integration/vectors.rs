@@ -150,19 +150,25 @@ async fn a_long_build_reports_progress_live_and_can_be_cancelled() {
     .await
     .unwrap();
     let token = c.cancel_token();
+    // Cancel when the build first reports progress (an event, not a delay).
     let canceller = tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-        token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+        let mut seen = vec![];
+        while let Some(n) = notices.recv().await {
+            let building = n.contains("rows indexed");
+            seen.push(n);
+            if building {
+                token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+                break;
+            }
+        }
+        seen
     });
     let started = std::time::Instant::now();
     let err = c.batch_execute("CREATE INDEX big_idx ON big USING hnsw (emb)").await.unwrap_err();
-    canceller.await.unwrap();
+    let seen = canceller.await.unwrap();
     assert_eq!(sqlstate(&err), "57014", "{err}");
     // Progress arrived while the build ran (before it was cancelled).
-    let mut seen = vec![];
-    while let Ok(n) = notices.try_recv() {
-        seen.push(n);
-    }
+    assert!(!seen.iter().any(|n| n.contains("400000 of 400000")), "cancelled before the end: {seen:?}");
     assert!(seen.iter().any(|n| n.contains("hnsw: building big_idx over 400000 rows")), "{seen:?}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30), "cancel took {:?}", started.elapsed());
     // Nothing half-built is left: no record, and the next DDL is not blocked.

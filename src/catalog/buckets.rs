@@ -79,10 +79,35 @@ pub(super) fn ensure_builtin(state: &mut CatalogState, data_dir: &Path) -> Resul
             .buckets
             .entry(name.to_string())
             .or_insert_with(|| BucketRecord::new(name, &url, kind));
-        entry.url = url;
+        let old = std::mem::replace(&mut entry.url, url.clone());
         entry.kind = kind;
+        if old != url {
+            relocate(state, &old, &url);
+        }
     }
     Ok(())
+}
+
+/// The data directory moved from `old` to `new` (both directory URLs): every
+/// location the catalog holds under `old` now lies under `new`. Without this the
+/// tables would point at the old place, and the start's orphan cleanup would take
+/// their directories for leftovers.
+fn relocate(state: &mut CatalogState, old: &str, new: &str) {
+    let moved = |loc: &mut String| {
+        if let Some(rest) = loc.strip_prefix(old) {
+            *loc = format!("{new}{rest}");
+        }
+    };
+    for d in state.datasets.values_mut() {
+        moved(&mut d.location);
+    }
+    for i in state.indexes.values_mut() {
+        moved(&mut i.location);
+    }
+    for e in state.eval_sets.values_mut() {
+        moved(&mut e.location);
+    }
+    tracing::info!("data directory moved from {old} to {new}: catalog locations follow");
 }
 
 pub fn rescue_dir_for(data_dir: &Path) -> PathBuf {

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 /// Run `sql` and write results to `out`, notices and errors to `err`.
 /// Returns the first error, after printing it.
 pub async fn run(engine: &Engine, sql: &str, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
-    let session = engine.new_session("lakehouse", "lakehouse").with_superuser(true);
+    let session = engine.new_superuser_session("lakehouse", "lakehouse");
     let (results, error) = engine.execute(&session, sql).await;
     for notice in session.take_notices() {
         let _ = writeln!(err, "NOTICE:  {notice}");

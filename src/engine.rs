@@ -14,6 +14,8 @@ mod fast_knn;
 mod index_ddl;
 pub mod ingest;
 pub mod limits;
+pub mod privileges;
+mod roles;
 pub mod tuning;
 
 use std::collections::HashMap;
@@ -178,7 +180,9 @@ impl Engine {
         let session_config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG_NAME, DATA_SCHEMA)
             .with_create_default_catalog_and_schema(true)
-            .with_information_schema(true)
+            // information_schema is ours (DataFusion's tables plus the privilege
+            // views), registered below as a schema of the catalog.
+            .with_information_schema(false)
             .with_option_extension(HnswOptions::default());
         let indexes = Arc::new(IndexRegistry::default());
         let models = {
@@ -197,6 +201,14 @@ impl Engine {
         datafusion_pg_catalog::setup_pg_catalog(&template, CATALOG_NAME, EmptyContextProvider)
             .map_err(|e| Error::from_datafusion(*e))?;
         {
+            use crate::table_providers::roles;
+            if let Some(inner) = catalog_provider.schema("pg_catalog") {
+                catalog_provider.register_schema("pg_catalog", Arc::new(roles::pg_catalog(inner, &catalog, &config, CATALOG_NAME)))?;
+            }
+            let info = Arc::new(datafusion::catalog::information_schema::InformationSchemaProvider::new(template.state().catalog_list().clone()));
+            catalog_provider.register_schema("information_schema", Arc::new(roles::information_schema(info, &catalog, &config, CATALOG_NAME)))?;
+        }
+        {
             // pg_catalog installed its type planner (oid aliases); ours goes in front.
             use datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner;
             let planner = crate::udf::vector::VectorTypePlanner { fallback: Some(Arc::new(PgOidTypePlanner)) };
@@ -213,7 +225,7 @@ impl Engine {
             }
         }
         crate::udf::register_all(&template);
-        template.register_udtf("vector_search", Arc::new(crate::udf::vector_search::VectorSearch::new(indexes.clone())));
+        template.register_udtf("vector_search", Arc::new(crate::udf::vector_search::VectorSearch::new(indexes.clone(), catalog.clone())));
         template.register_udf(crate::udf::embed::EmbedUdf::udf(models.clone(), crate::catalog::models::BUILTIN, crate::catalog::models::DEFAULT_BATCH));
 
         let executor = crate::executor::Executor::new()?;
@@ -311,6 +323,16 @@ impl Engine {
     /// A new session: its own DataFusion state (config, prepared statements) over the
     /// engine's shared catalogs and functions.
     pub fn new_session(&self, user: &str, database: &str) -> Session {
+        self.session_for(user, database, self.is_superuser(user))
+    }
+
+    /// A session with a superuser's rights whatever `user` is (the CLI: whoever
+    /// can open the data directory owns it).
+    pub fn new_superuser_session(&self, user: &str, database: &str) -> Session {
+        self.session_for(user, database, true)
+    }
+
+    fn session_for(&self, user: &str, database: &str, superuser: bool) -> Session {
         let id = uuid::Uuid::new_v4().to_string();
         let template = self.template.state();
         // Each session gets its own memory pool (object stores and caches stay
@@ -328,8 +350,21 @@ impl Engine {
             Ok(runtime) => builder = builder.with_runtime_env(runtime),
             Err(e) => tracing::warn!("session {id}: no memory pool of its own ({e}); sharing the engine's"),
         }
-        Session::new(id, user.to_string(), database.to_string(), SessionContext::new_with_state(builder.build()))
-            .with_superuser(self.config.is_superuser(user))
+        let identity = crate::catalog::roles::Identity { user: user.to_string(), superuser };
+        let config = builder.config().get_or_insert_with(SessionConfig::new).clone().with_extension(Arc::new(identity.clone()));
+        builder = builder.with_config(config);
+        let ctx = SessionContext::new_with_state(builder.build());
+        let check = {
+            let (catalog, config) = (self.catalog.clone(), self.config.clone());
+            Arc::new(move |name: &str| match catalog.snapshot().roles.roles.get(name) {
+                Some(r) => r.superuser,
+                None => config.is_superuser(name),
+            })
+        };
+        for f in crate::udf::has_privilege::functions(&identity, &self.catalog, check) {
+            ctx.register_udf(f);
+        }
+        Session::new(id, user.to_string(), database.to_string(), ctx).with_superuser(superuser)
     }
 
     /// [`Engine::execute`] on the query runtime: its threads have the stack the depth
@@ -400,7 +435,7 @@ impl Engine {
         let state = self.template.state();
         match state.create_logical_plan(definition).await? {
             LogicalPlan::Ddl(DdlStatement::CreateView(view)) => Ok(Arc::new(
-                datafusion::catalog::view::ViewTable::new(view.input.as_ref().clone(), view.definition),
+                crate::table_providers::view::CheckedView::new(view.input.as_ref().clone(), view.definition),
             )),
             LogicalPlan::Ddl(DdlStatement::CreateExternalTable(cmd)) => {
                 let factory = state
@@ -419,6 +454,8 @@ impl Engine {
     /// Parse a query string into statements.
     pub fn parse(&self, sql: &str) -> Result<Vec<DFStatement>> {
         let sql = &*crate::udf::vector_ops::rewrite_l1_operator(sql);
+        let rewritten = roles::rewrite_role_syntax(sql);
+        let sql = rewritten.as_deref().unwrap_or(sql);
         // ATTACH/DETACH take DuckDB's syntax (`ATTACH 'url' AS name (TYPE mysql)`);
         // PostgreSQL has neither statement.
         let first = sql.trim_start().split_whitespace().next().unwrap_or("").to_lowercase();
@@ -556,6 +593,8 @@ impl Engine {
     pub async fn execute_prepared(&self, session: &Session, prepared: &Prepared, params: Vec<ScalarValue>) -> Result<QueryResult> {
         match &prepared.plan {
             Some(plan) => {
+                // Checked at each execution (a REVOKE applies to prepared statements).
+                self.check_plan(session, plan)?;
                 let single = match (params.as_slice(), &prepared.schema) {
                     ([p], Some(schema)) if crate::udf::vector::is_vector_like(&p.data_type()) => Some((p.clone(), schema.clone())),
                     _ => None,
@@ -612,7 +651,10 @@ impl Engine {
                 | Statement::CreateIndex(_)
                 | Statement::AttachDuckDBDatabase { .. }
                 | Statement::DetachDuckDBDatabase { .. }
-                | Statement::Drop { object_type: ObjectType::Index, .. } => Some(None),
+                | Statement::Drop { object_type: ObjectType::Index | ObjectType::Role, .. }
+                | Statement::CreateRole(_)
+                | Statement::Grant(_)
+                | Statement::Revoke(_) => Some(None),
                 _ => None,
             },
             _ => None,
@@ -651,12 +693,19 @@ impl Engine {
                 Statement::Drop { object_type: ObjectType::Index, names, if_exists, .. } => {
                     return self.drop_index(session, names, *if_exists).await;
                 }
+                Statement::Drop { object_type: ObjectType::Role, names, if_exists, .. } => {
+                    return self.drop_role(session, names, *if_exists).await;
+                }
+                Statement::CreateRole(c) => return self.create_role(session, c).await,
+                Statement::Grant(g) => return self.grant(session, g).await,
+                Statement::Revoke(r) => return self.revoke(session, r).await,
                 _ => {}
             }
         }
         let prepared = self.prepare_statement(self.vector_values(statement.clone())).await?;
         let (statement_plain, bucket) = strip_options(prepared);
         let plan = session.ctx.state().statement_to_plan(statement_plain).await?;
+        self.check_plan(session, &plan)?;
         self.run_plan(session, plan, &statement, bucket).await
     }
 
@@ -699,7 +748,7 @@ impl Engine {
             }
             LogicalPlan::Ddl(DdlStatement::DropTable(cmd)) => self.drop_dataset(session, cmd).await,
             LogicalPlan::Ddl(DdlStatement::CreateView(cmd)) => {
-                self.create_view(cmd, statement.to_string()).await
+                self.create_view(session, cmd, statement.to_string()).await
             }
             LogicalPlan::Ddl(DdlStatement::DropView(cmd)) => self.drop_view(session, cmd).await,
             LogicalPlan::Ddl(DdlStatement::CreateIndex(_)) => Err(Error::NotSupported("this form of CREATE INDEX".into())),
@@ -740,6 +789,11 @@ impl Engine {
         })?;
         let (positional, named) = procedures::literal_args(&f.args)?;
         let args = procedures::bind(&name, procedure.params(), positional, named)?;
+        // Tuning an index (autotune, run_trial, promote, rollback, eval sets) takes
+        // owning its table, as maintenance does in PostgreSQL.
+        if let Some(index) = args.text("index") {
+            self.require_index_owner(session, index)?;
+        }
         let batches = procedure.call(self, session, args).await?;
         Ok(QueryResult::batches(procedure.output_schema(), batches))
     }
@@ -833,6 +887,7 @@ impl Engine {
             if self.catalog.dataset(&name).is_none() {
                 return Err(Error::TableExists(format!("{name} (a view)")));
             }
+            self.require_owner(session, &crate::catalog::roles::Object::Table(name.clone()))?;
         }
         let bucket_name = bucket.unwrap_or_else(|| session.bucket());
         let bucket = self.catalog.bucket(&bucket_name)?;
@@ -851,6 +906,7 @@ impl Engine {
         }
         let is_empty = matches!(cmd.input.as_ref(), LogicalPlan::EmptyRelation(e) if !e.produce_one_row);
         let mut record = datasets::new_record(&name, &bucket_name, location.clone(), if is_empty { "create table" } else { "create table as" });
+        record.access = crate::catalog::roles::Access::owned_by(&session.user);
         let written = async {
             let mut rows = 0;
             if !is_empty {
@@ -905,6 +961,7 @@ impl Engine {
             if !cmd.or_replace || self.catalog.dataset(&name).is_none() {
                 return Err(Error::TableExists(name));
             }
+            self.require_owner(session, &crate::catalog::roles::Object::Table(name.clone()))?;
         }
         let state = session.ctx.state();
         let factory = state
@@ -925,6 +982,7 @@ impl Engine {
             created_at: crate::catalog::now_rfc3339(),
             lineage: vec![],
             columns: vec![],
+            access: crate::catalog::roles::Access::owned_by(&session.user),
         };
         let catalog = self.catalog.clone();
         let replace = cmd.or_replace;
@@ -945,6 +1003,7 @@ impl Engine {
         if self.catalog.dataset(&name).is_some_and(|r| r.is_view()) {
             return Err(Error::WrongObjectType(format!("\"{name}\" is not a table; use DROP VIEW")));
         }
+        self.require_owner(session, &crate::catalog::roles::Object::Table(name.clone()))?;
         let catalog = self.catalog.clone();
         let n = name.clone();
         let removed = crate::catalog::blocking(move || catalog.remove_dataset(&n)).await?;
@@ -1066,7 +1125,7 @@ fn external_definition(c: &datafusion::sql::parser::CreateExternalTable) -> Stri
 }
 
 impl Engine {
-    async fn create_view(&self, cmd: datafusion::logical_expr::CreateView, definition: String) -> Result<QueryResult> {
+    async fn create_view(&self, session: &Session, cmd: datafusion::logical_expr::CreateView, definition: String) -> Result<QueryResult> {
         let name = self.dataset_name(&cmd.name)?;
         let _ddl = self.ddl.lock().await;
         if let Some(existing) = self.catalog.dataset(&name) {
@@ -1076,12 +1135,14 @@ impl Engine {
             if !cmd.or_replace {
                 return Err(Error::TableExists(name));
             }
+            self.require_owner(session, &crate::catalog::roles::Object::Table(name.clone()))?;
         } else if self.data_schema.table_exist(&name) {
             return Err(Error::TableExists(name));
         }
-        let provider = Arc::new(datafusion::catalog::view::ViewTable::new(cmd.input.as_ref().clone(), Some(definition.clone())));
+        let provider = Arc::new(crate::table_providers::view::CheckedView::new(cmd.input.as_ref().clone(), Some(definition.clone())));
         let mut record = datasets::new_record(&name, buckets::PRIMARY, String::new(), "view");
         record.format = "view".into();
+        record.access = crate::catalog::roles::Access::owned_by(&session.user);
         record.owned = false;
         record.definition = Some(definition);
         let catalog = self.catalog.clone();
@@ -1100,6 +1161,7 @@ impl Engine {
                 return Err(Error::WrongObjectType(format!("\"{name}\" is not a view; use DROP TABLE")));
             }
             Some(_) => {
+                self.require_owner(session, &crate::catalog::roles::Object::Table(name.clone()))?;
                 let catalog = self.catalog.clone();
                 let n = name.clone();
                 crate::catalog::blocking(move || catalog.remove_dataset(&n)).await?;

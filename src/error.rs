@@ -50,6 +50,18 @@ pub enum Error {
     WrongObjectType(String),
     #[error("permission denied: {0}")]
     PermissionDenied(String),
+    /// A privilege check failed; the message is PostgreSQL's (`permission denied
+    /// for table t`) plus what to do (42501).
+    #[error("{0}")]
+    InsufficientPrivilege(String),
+    /// GRANT/REVOKE that cannot be done (a membership loop) (0LP01).
+    #[error("{0}")]
+    InvalidGrant(String),
+    #[error("schema \"{0}\" does not exist")]
+    SchemaNotFound(String),
+    /// A name PostgreSQL keeps for itself (`public`, `pg_…`) (42939).
+    #[error("{0}")]
+    ReservedName(String),
     #[error("{0}")]
     InvalidAuthorization(String),
     #[error("password authentication failed for user \"{0}\"")]
@@ -106,7 +118,10 @@ impl Error {
             Error::InvalidText(_) => "22P02",
             Error::DependentObjects(_) => "2BP01",
             Error::WrongObjectType(_) => "42809",
-            Error::PermissionDenied(_) => "42501",
+            Error::PermissionDenied(_) | Error::InsufficientPrivilege(_) => "42501",
+            Error::InvalidGrant(_) => "0LP01",
+            Error::SchemaNotFound(_) => "3F000",
+            Error::ReservedName(_) => "42939",
             Error::InvalidAuthorization(_) => "28000",
             Error::InvalidPassword(_) => "28P01",
             Error::NotSupported(_) => "0A000",

@@ -185,6 +185,9 @@ pub struct AttachmentRecord {
     pub types: TypeFallback,
     pub read_only: bool,
     pub created_at: String,
+    /// Owner and ACL (USAGE) (#13); records from before have neither.
+    #[serde(default, flatten)]
+    pub access: super::roles::Access,
 }
 
 impl AttachmentRecord {

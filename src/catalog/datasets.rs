@@ -48,6 +48,9 @@ pub struct DatasetRecord {
     /// Per-column facts found at ingest (source type, PII kind) (#6).
     #[serde(default)]
     pub columns: Vec<ColumnMeta>,
+    /// Owner and ACL (#13); records from before have neither (open to every role).
+    #[serde(default, flatten)]
+    pub access: super::roles::Access,
 }
 
 /// One ingest into a dataset.
@@ -141,6 +144,12 @@ impl Catalog {
             if !replace && s.datasets.contains_key(&record.name) {
                 return Err(Error::TableExists(record.name.clone()));
             }
+            let mut record = record;
+            // A replaced table keeps its owner and grants (CREATE OR REPLACE VIEW in
+            // PostgreSQL; the same for CTAS and ingest replacing a table).
+            if let Some(old) = s.datasets.get(&record.name) {
+                record.access = old.access.clone();
+            }
             Ok(s.datasets.insert(record.name.clone(), record))
         })
     }
@@ -163,6 +172,7 @@ pub fn new_record(name: &str, bucket: &str, location: String, source: &str) -> D
         created_at: now_rfc3339(),
         lineage: vec![],
         columns: vec![],
+        access: Default::default(),
     }
 }
 

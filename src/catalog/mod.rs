@@ -16,6 +16,7 @@ pub mod indexes;
 pub mod models;
 pub mod procedures;
 pub mod promotions;
+pub mod roles;
 pub mod trials;
 
 use std::collections::BTreeMap;
@@ -59,6 +60,9 @@ pub struct CatalogState {
     /// Added in #6; older catalogs have none.
     #[serde(default)]
     pub attachments: BTreeMap<String, attachments::AttachmentRecord>,
+    /// Added in #13; older catalogs have none.
+    #[serde(default)]
+    pub roles: roles::RoleState,
 }
 
 pub struct Catalog {
@@ -222,6 +226,24 @@ mod tests {
         assert!(snap.buckets.contains_key("extra"));
         assert!(snap.buckets.contains_key("primary"));
         assert!(snap.buckets.contains_key("rescue"));
+    }
+
+    #[test]
+    fn a_moved_data_directory_keeps_its_tables() {
+        let parent = tempfile::tempdir().unwrap();
+        let (a, b) = (parent.path().join("a"), parent.path().join("b"));
+        let c = Catalog::open(&a).unwrap();
+        let bucket = c.bucket(buckets::PRIMARY).unwrap();
+        let location = datasets::new_location(&bucket, "t");
+        std::fs::create_dir_all(datasets::local_dir(&location).unwrap()).unwrap();
+        c.put_dataset(datasets::new_record("t", buckets::PRIMARY, location.clone(), "create table"), false).unwrap();
+        drop(c);
+        std::fs::rename(&a, &b).unwrap();
+        let c = Catalog::open(&b).unwrap();
+        assert_eq!(c.remove_unreferenced_dirs(), 0, "the moved table's directory is not an orphan");
+        let moved = c.dataset("t").unwrap().location;
+        assert!(datasets::local_dir(&moved).unwrap().starts_with(b.canonicalize().unwrap()), "{moved}");
+        assert!(datasets::local_dir(&moved).unwrap().is_dir());
     }
 
     #[test]

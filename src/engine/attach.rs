@@ -119,6 +119,7 @@ impl Engine {
             types,
             read_only: true,
             created_at: crate::catalog::now_rfc3339(),
+            access: crate::catalog::roles::Access::owned_by(&session.user),
         };
         let forget_secret = |r: &AttachmentRecord| {
             if let PasswordSource::Stored(f) = &r.password {
@@ -154,6 +155,7 @@ impl Engine {
     pub async fn detach(&self, session: &Session, name: &str, if_exists: bool) -> Result<QueryResult> {
         let name = name.to_lowercase();
         let _ddl = self.ddl.lock().await;
+        self.require_owner(session, &crate::catalog::roles::Object::Schema(name.clone()))?;
         let catalog = self.catalog.clone();
         let n = name.clone();
         match crate::catalog::blocking(move || catalog.remove_attachment(&n)).await? {

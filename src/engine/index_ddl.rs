@@ -218,6 +218,8 @@ impl Engine {
             return Err(Error::NotSupported("partial indexes (CREATE INDEX … WHERE)".into()));
         }
         let table = self.dataset_name(&TableReference::from(ci.table_name.to_string()))?;
+        // PostgreSQL: only the table's owner creates indexes on it.
+        self.require_owner(session, &crate::catalog::roles::Object::Table(table.clone()))?;
         let [col] = ci.columns.as_slice() else {
             return Err(Error::NotSupported("hnsw indexes on more than one column".into()));
         };
@@ -347,6 +349,7 @@ impl Engine {
         let _ddl = self.ddl.lock().await;
         for n in names {
             let name = n.0.last().map(|p| p.to_string()).unwrap_or_default().trim_matches('"').to_string();
+            self.require_index_owner(session, &name)?;
             let catalog = self.catalog.clone();
             let nn = name.clone();
             match crate::catalog::blocking(move || catalog.remove_index(&nn)).await? {

@@ -113,6 +113,8 @@ impl Engine {
             ))
         })?;
         let record = remote.record().clone();
+        use crate::catalog::roles::Object;
+        self.require(session, &Object::Schema(attachment.clone()), crate::catalog::roles::Privilege::Usage)?;
         if remote.provider(&table).await?.is_none() {
             return Err(Error::RemoteNotFound(format!(
                 "table \"{table}\" does not exist in {} ({})",
@@ -130,6 +132,9 @@ impl Engine {
                 return Err(Error::WrongObjectType(format!("\"{name}\" is not a lakehouse table (append needs one)")));
             }
             (None, _) if self.data_schema.table_exist(&name) => return Err(Error::TableExists(name)),
+            // Appending is an INSERT; replacing the table takes owning it.
+            (Some(_), IngestMode::Append) => self.require(session, &Object::Table(name.clone()), crate::catalog::roles::Privilege::Insert)?,
+            (Some(_), _) => self.require_owner(session, &Object::Table(name.clone()))?,
             _ => {}
         }
         let appending = req.mode == IngestMode::Append && existing.is_some();
@@ -205,6 +210,7 @@ impl Engine {
             self.appended(&name);
         } else {
             let mut rec: DatasetRecord = datasets::new_record(&name, &bucket_name, location.clone(), "ingest");
+            rec.access = crate::catalog::roles::Access::owned_by(&session.user);
             rec.schema = Some(datasets::encode_schema(&schema)?);
             rec.lineage = existing.iter().flat_map(|e| e.lineage.clone()).chain([lineage]).collect();
             rec.columns = columns.clone();

@@ -5,7 +5,9 @@ pub mod hnsw;
 pub mod hnsw_graph;
 pub mod hnsw_scan;
 pub mod remote;
+pub mod roles;
 pub mod system;
+pub mod view;
 
 use std::sync::Arc;
 

@@ -441,7 +441,7 @@ pub fn tuning_tables(tuning: &Arc<crate::tuning::Tuning>) -> Vec<(&'static str, 
     vec![("trials", trials), ("agent", agent)]
 }
 
-fn strings(values: impl Iterator<Item = Option<String>>) -> ArrayRef {
+pub(crate) fn strings(values: impl Iterator<Item = Option<String>>) -> ArrayRef {
     Arc::new(StringArray::from(values.collect::<Vec<_>>()))
 }
 
@@ -519,7 +519,7 @@ impl TableProvider for ModelsTable {
 }
 
 /// Scan one batch made of `columns`.
-async fn scan_columns(
+pub(crate) async fn scan_columns(
     schema: &SchemaRef,
     columns: Vec<ArrayRef>,
     state: &dyn Session,

@@ -4,6 +4,7 @@
 
 pub mod distance;
 pub mod embed;
+pub mod has_privilege;
 pub mod pii;
 pub mod psql_compat;
 pub mod vector;

@@ -30,11 +30,13 @@ use super::vector::{Vectors, rewrite_vector_casts};
 #[derive(Debug)]
 pub struct VectorSearch {
     registry: Arc<IndexRegistry>,
+    /// For the privilege check: reading an index is reading its table.
+    catalog: Arc<crate::catalog::Catalog>,
 }
 
 impl VectorSearch {
-    pub fn new(registry: Arc<IndexRegistry>) -> Self {
-        VectorSearch { registry }
+    pub fn new(registry: Arc<IndexRegistry>, catalog: Arc<crate::catalog::Catalog>) -> Self {
+        VectorSearch { registry, catalog }
     }
 }
 
@@ -142,6 +144,13 @@ impl TableFunctionImpl for VectorSearch {
             _ => return Err(Error::InvalidParameter(USAGE.into()).into_datafusion()),
         };
         let index = self.registry.get(&name).ok_or_else(|| unknown_index(&name).into_datafusion())?;
+        if let Some(id) = args.session().config().get_extension::<crate::catalog::roles::Identity>() {
+            use crate::catalog::roles::{Object, Privilege, denied, may};
+            let table = Object::Table(index.record().table.clone());
+            if !may(&self.catalog.snapshot(), &id, &table, Privilege::Select) {
+                return Err(denied(&table, Privilege::Select, &id.user).into_datafusion());
+            }
+        }
         let q = constant(&args, &exprs[1])?;
         if let (Some(model), ScalarValue::Utf8(Some(t)) | ScalarValue::Utf8View(Some(t)) | ScalarValue::LargeUtf8(Some(t))) = (index.model(), &q) {
             if super::vector::parse_text(t).is_err() {

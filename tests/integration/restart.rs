@@ -143,3 +143,61 @@ fn the_cli_prints_tables_and_stops_at_the_first_error() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(" t\n") && !stdout.contains("never"), "{stdout}");
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A data directory written by the release before #13 (tests/fixtures/README.md),
+/// moved to a new place, opens with every table, view, index and trial; its
+/// records have no owner, so every role may read them (as before) and only a
+/// superuser may drop them or change their grants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_from_the_release_before_13_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    copy_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data-before-13"), &data);
+    let server = crate::support::TestServer::start_with(|c| {
+        c.storage.data_dir = data.clone();
+        let user = |n: &str| lakehouse::config::UserConfig { name: n.into(), password: Some("pw".into()), password_env: None, superuser: None };
+        c.auth.method = lakehouse::config::AuthMethod::Md5;
+        c.auth.users = vec![user("root"), user("bob")];
+    })
+    .await;
+    let root = connect(server.port, "root", Some("pw")).await.unwrap();
+    let bob = connect(server.port, "bob", Some("pw")).await.unwrap();
+    for (sql, n) in [
+        ("SELECT count(*) FROM items", 60),
+        ("SELECT count(*) FROM item_names", 10),
+        ("SELECT count(*) FROM first_items", 3),
+        ("SELECT count(*) FROM vector_search('items_emb_idx', '[1,1,1,1]', 5)", 5),
+        ("SELECT count(*) FROM lakehouse.trials WHERE index_name = 'items_emb_idx'", 1),
+    ] {
+        assert_eq!(bob.query_one(sql, &[]).await.unwrap().get::<_, i64>(0), n, "{sql}");
+    }
+    let nearest = bob.query_one("SELECT id FROM items ORDER BY emb <-> '[1,1,1,1]' LIMIT 1", &[]).await.unwrap();
+    assert_eq!(nearest.get::<_, i64>(0), 1);
+    // The index was loaded, not rebuilt: same rows, same files.
+    let idx = root.query_one("SELECT rows FROM lakehouse.indexes WHERE name = 'items_emb_idx'", &[]).await.unwrap();
+    assert_eq!(idx.get::<_, i64>(0), 60);
+    for sql in ["DROP TABLE item_names", "GRANT SELECT ON items TO root", "CREATE INDEX ON items USING hnsw (emb)"] {
+        let e = bob.batch_execute(sql).await.unwrap_err();
+        assert_eq!(crate::support::sqlstate(&e), "42501", "{sql}: {e}");
+    }
+    root.batch_execute("REVOKE ALL ON items FROM PUBLIC").await.unwrap();
+    let e = bob.query_one("SELECT count(*) FROM items", &[]).await.unwrap_err();
+    assert_eq!(crate::support::sqlstate(&e), "42501");
+    // The view was made before owners: it reads as a superuser's.
+    assert_eq!(bob.query_one("SELECT count(*) FROM first_items", &[]).await.unwrap().get::<_, i64>(0), 3);
+    root.batch_execute("DROP VIEW first_items; DROP TABLE item_names").await.unwrap();
+    server.stop().await;
+}

@@ -218,3 +218,148 @@ async fn a_start_removes_directories_no_record_names() {
     let rows = crate::support::rows_of(&engine, &session, "SELECT x FROM kept").await;
     assert_eq!(rows, vec![vec!["1".to_string()]]);
 }
+
+fn rows(messages: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Vec<String>> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// GRANT and REVOKE round trip over the wire: a table's owner grants and revokes,
+/// a group role's members get its privileges, views read with their owner's
+/// privileges, an index is read through its table, an attachment through USAGE,
+/// and pg_roles / information_schema show it all. The grants survive a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grant_and_revoke_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let configure = |c: &mut lakehouse::Config| {
+        c.storage.data_dir = data.clone();
+        c.auth.method = AuthMethod::Md5;
+        c.auth.users = vec![user("root", "r-pw", None), user("alice", "a-pw", None), user("bob", "b-pw", None)];
+    };
+    let server = TestServer::start_with(configure).await;
+    let root = connect(server.port, "root", Some("r-pw")).await.unwrap();
+    let alice = connect(server.port, "alice", Some("a-pw")).await.unwrap();
+    let bob = connect(server.port, "bob", Some("b-pw")).await.unwrap();
+
+    alice
+        .batch_execute(
+            "CREATE TABLE docs (id BIGINT, emb vector(2));
+             INSERT INTO docs VALUES (1, '[0,0]'), (2, '[1,1]');
+             CREATE INDEX docs_idx ON docs USING hnsw (emb);",
+        )
+        .await
+        .unwrap();
+    // The owner has everything; nobody else has anything.
+    assert_eq!(code_of(&bob, "SELECT * FROM docs").await, "42501");
+    let e = bob.simple_query("SELECT * FROM docs").await.unwrap_err();
+    assert!(e.as_db_error().unwrap().message().contains("permission denied for table docs"), "{e}");
+    assert_eq!(code_of(&bob, "SELECT id FROM (SELECT id FROM docs) AS sub WHERE id IN (SELECT id FROM docs)").await, "42501");
+    assert_eq!(code_of(&bob, "SELECT * FROM vector_search('docs_idx', '[0,0]', 1)").await, "42501");
+    assert_eq!(code_of(&bob, "SELECT id FROM docs ORDER BY emb <-> '[0,0]' LIMIT 1").await, "42501");
+    assert_eq!(code_of(&bob, "INSERT INTO docs VALUES (3, '[2,2]')").await, "42501");
+    assert_eq!(code_of(&bob, "DROP TABLE docs").await, "42501");
+    assert_eq!(code_of(&bob, "DROP INDEX docs_idx").await, "42501");
+    assert_eq!(code_of(&bob, "GRANT SELECT ON docs TO bob").await, "42501");
+    assert_eq!(code_of(&bob, "CALL run_trial('docs_idx', ef_search => 10)").await, "42501");
+    // A prepared statement is checked at each execution.
+    let prepared_by_root = root.prepare("SELECT count(*) FROM docs").await.unwrap();
+    assert_eq!(root.query_one(&prepared_by_root, &[]).await.unwrap().get::<_, i64>(0), 2, "a superuser bypasses checks");
+
+    alice.batch_execute("GRANT SELECT ON docs TO bob").await.unwrap();
+    assert_eq!(rows(&bob.simple_query("SELECT count(*) FROM docs").await.unwrap()), vec![vec!["2"]]);
+    assert_eq!(rows(&bob.simple_query("SELECT id FROM vector_search('docs_idx', '[0,0]', 1)").await.unwrap()), vec![vec!["1"]]);
+    let knn = bob.prepare("SELECT id FROM docs ORDER BY emb <-> $1 LIMIT 1").await.unwrap();
+    assert_eq!(bob.query_one(&knn, &[&vec![1.0f32, 1.0]]).await.unwrap().get::<_, i64>(0), 2);
+    assert_eq!(code_of(&bob, "INSERT INTO docs VALUES (3, '[2,2]')").await, "42501", "SELECT is not INSERT");
+    let has = rows(
+        &bob.simple_query("SELECT has_table_privilege('docs', 'SELECT'), has_table_privilege('docs', 'INSERT, UPDATE'), has_table_privilege('alice', 'docs', 'DELETE')")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(has, vec![vec!["t", "f", "t"]]);
+    let granted = rows(
+        &bob.simple_query("SELECT grantor, grantee, privilege_type, is_grantable FROM information_schema.table_privileges WHERE table_name = 'docs' AND grantee = 'bob'")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(granted, vec![vec!["alice", "bob", "SELECT", "NO"]]);
+    let owner_rows = rows(&alice.simple_query("SELECT count(*) FROM information_schema.table_privileges WHERE table_name = 'docs' AND grantee = 'alice'").await.unwrap());
+    assert_eq!(owner_rows, vec![vec!["7"]], "the owner holds all seven table privileges");
+
+    alice.batch_execute("REVOKE SELECT ON docs FROM bob").await.unwrap();
+    assert_eq!(code_of(&bob, "SELECT count(*) FROM docs").await, "42501");
+    let e = bob.query_one(&knn, &[&vec![1.0f32, 1.0]]).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "a REVOKE applies to statements prepared before it");
+
+    // Group roles: privileges through membership (transitively), and PUBLIC.
+    assert_eq!(code_of(&bob, "CREATE ROLE readers").await, "42501", "only a superuser creates roles");
+    root.batch_execute("CREATE ROLE readers; CREATE ROLE analysts IN ROLE readers; GRANT analysts TO bob").await.unwrap();
+    alice.batch_execute("GRANT SELECT, INSERT ON TABLE docs TO readers").await.unwrap();
+    assert_eq!(code_of(&bob, "INSERT INTO docs VALUES (3, '[2,2]')").await, "ok");
+    assert_eq!(rows(&bob.simple_query("SELECT count(*) FROM docs").await.unwrap()), vec![vec!["3"]]);
+    let roles = rows(&bob.simple_query("SELECT rolname, rolsuper, rolcanlogin FROM pg_roles ORDER BY rolname").await.unwrap());
+    assert_eq!(
+        roles,
+        vec![
+            vec!["alice", "f", "t"],
+            vec!["analysts", "f", "f"],
+            vec!["bob", "f", "t"],
+            vec!["readers", "f", "f"],
+            vec!["root", "t", "t"],
+        ]
+    );
+    let members = rows(
+        &bob.simple_query(
+            "SELECT r.rolname, m.rolname FROM pg_auth_members a JOIN pg_roles r ON a.roleid = r.oid JOIN pg_roles m ON a.member = m.oid ORDER BY 1",
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(members, vec![vec!["analysts", "bob"], vec!["readers", "analysts"]]);
+    root.batch_execute("REVOKE analysts FROM bob").await.unwrap();
+    assert_eq!(code_of(&bob, "SELECT count(*) FROM docs").await, "42501");
+    alice.batch_execute("GRANT SELECT ON docs TO PUBLIC").await.unwrap();
+    assert_eq!(code_of(&bob, "SELECT count(*) FROM docs").await, "ok");
+    alice.batch_execute("REVOKE ALL ON docs FROM PUBLIC").await.unwrap();
+
+    // Views read with their owner's privileges.
+    alice.batch_execute("CREATE VIEW docs_ids AS SELECT id FROM docs; GRANT SELECT ON docs_ids TO bob").await.unwrap();
+    assert_eq!(rows(&bob.simple_query("SELECT count(*) FROM docs_ids").await.unwrap()), vec![vec!["3"]]);
+    assert_eq!(code_of(&bob, "SELECT count(*) FROM docs").await, "42501");
+    bob.batch_execute("CREATE VIEW sneaky AS SELECT id FROM docs").await.unwrap();
+    assert_eq!(code_of(&bob, "SELECT * FROM sneaky").await, "42501", "bob's view reads with bob's privileges");
+
+    // Errors name the problem: unknown role, privilege that does not apply, roles
+    // that cannot be dropped.
+    assert_eq!(code_of(&alice, "GRANT SELECT ON docs TO nobody").await, "42704");
+    assert_eq!(code_of(&alice, "GRANT USAGE ON docs TO bob").await, "0LP01");
+    assert_eq!(code_of(&alice, "GRANT SELECT ON missing TO bob").await, "42P01");
+    assert_eq!(code_of(&root, "CREATE ROLE pg_evil").await, "42939");
+    assert_eq!(code_of(&root, "CREATE ROLE bob").await, "42710");
+    assert_eq!(code_of(&root, "CREATE ROLE x PASSWORD 'p'").await, "0A000");
+    assert_eq!(code_of(&root, "DROP ROLE alice").await, "42501");
+    assert_eq!(code_of(&root, "DROP ROLE nobody").await, "42704");
+    assert_eq!(code_of(&root, "GRANT analysts TO readers").await, "0LP01", "a membership loop");
+    root.batch_execute("DROP ROLE IF EXISTS nobody; DROP ROLE analysts").await.unwrap();
+
+    // The owner drops; the grants are in the catalog and survive a restart.
+    alice.batch_execute("GRANT SELECT ON docs TO readers").await.unwrap();
+    drop((root, alice, bob));
+    server.stop().await;
+    let server = TestServer::start_with(configure).await;
+    let bob = connect(server.port, "bob", Some("b-pw")).await.unwrap();
+    let alice = connect(server.port, "alice", Some("a-pw")).await.unwrap();
+    assert_eq!(code_of(&bob, "SELECT count(*) FROM docs").await, "42501");
+    let kept = rows(&alice.simple_query("SELECT grantee, privilege_type FROM information_schema.table_privileges WHERE table_name = 'docs' AND grantee = 'readers' ORDER BY 2").await.unwrap());
+    assert_eq!(kept, vec![vec!["readers", "INSERT"], vec!["readers", "SELECT"]]);
+    alice.batch_execute("DROP TABLE docs_ids; DROP TABLE docs").await.unwrap_err();
+    alice.batch_execute("DROP VIEW docs_ids; DROP TABLE docs").await.unwrap();
+}

@@ -588,3 +588,36 @@ async fn hostile_literals_and_names_give_the_rows_of_a_local_copy() {
     db.drop(&mut admin).await;
     drop_pg_schema(&client, &schema).await;
 }
+
+/// An attachment is a schema with an owner: other roles read its tables (and ingest
+/// from it) only with USAGE on it, which information_schema.usage_privileges shows.
+#[tokio::test]
+async fn an_attachment_needs_usage_to_read() {
+    let Some(client) = pg_admin().await else { return };
+    let schema = pg_schema(&client, &["CREATE TABLE t (id INT)", "INSERT INTO t VALUES (1), (2)"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _) = crate::support::engine_with(dir.path(), |c| {
+        let user = |n: &str| lakehouse::config::UserConfig { name: n.into(), password: Some("pw".into()), password_env: None, superuser: None };
+        c.auth.users = vec![user("root"), user("alice"), user("bob")];
+    })
+    .await;
+    let (alice, bob) = (engine.new_session("alice", "lakehouse"), engine.new_session("bob", "lakehouse"));
+    exec(&engine, &alice, &format!("CALL attach('crm', 'postgres://postgres@127.0.0.1:5432/test', schema => '{schema}')")).await;
+    assert_eq!(rows_of(&engine, &alice, "SELECT count(*) FROM crm.t").await, vec![vec!["2"]]);
+    for sql in ["SELECT count(*) FROM crm.t", "CALL ingest('crm.t', 'copy_t')", "CALL detach('crm')"] {
+        assert_eq!(error_of(&engine, &bob, sql).await.0, "42501", "{sql}");
+    }
+    exec(&engine, &alice, "GRANT USAGE ON SCHEMA crm TO bob").await;
+    assert_eq!(rows_of(&engine, &bob, "SELECT count(*) FROM crm.t").await, vec![vec!["2"]]);
+    exec(&engine, &bob, "CALL ingest('crm.t', 'copy_t')").await;
+    let usage = rows_of(&engine, &bob, "SELECT grantor, grantee, object_name, object_type, privilege_type FROM information_schema.usage_privileges WHERE grantee = 'bob'").await;
+    assert_eq!(usage, vec![vec!["alice", "bob", "crm", "FOREIGN SERVER", "USAGE"]]);
+    assert_eq!(error_of(&engine, &bob, "GRANT SELECT ON SCHEMA crm TO bob").await.0, "0LP01");
+    exec(&engine, &alice, "REVOKE ALL ON SCHEMA crm FROM bob").await;
+    assert_eq!(error_of(&engine, &bob, "SELECT count(*) FROM crm.t").await.0, "42501");
+    // bob owns what he ingested.
+    assert_eq!(rows_of(&engine, &bob, "SELECT count(*) FROM copy_t").await, vec![vec!["2"]]);
+    assert_eq!(error_of(&engine, &alice, "DROP TABLE copy_t").await.0, "42501");
+    exec(&engine, &alice, "CALL detach('crm')").await;
+    drop_pg_schema(&client, &schema).await;
+}

@@ -1,0 +1,209 @@
+//! `CREATE ROLE`, `CREATE USER`, `DROP ROLE` (#13). Roles created here are group
+//! roles to grant privileges to (and, in trust mode, roles one can log in as, with
+//! their attributes); the users of lakehouse.toml `[[auth.users]]` are the login
+//! roles, and their passwords stay in that file.
+
+use datafusion::sql::sqlparser::ast::{CreateRole, ObjectName};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
+
+use super::{Engine, QueryResult, Session};
+use crate::catalog::roles::{Membership, new_role};
+use crate::error::{Error, Result};
+
+/// A one-part role (or schema) name, unquoted.
+pub fn role_name(n: &ObjectName) -> Result<String> {
+    match n.0.as_slice() {
+        [one] => Ok(one.as_ident().map(|i| i.value.clone()).unwrap_or_else(|| one.to_string())),
+        _ => Err(Error::Syntax(format!("a role name has one part, not \"{n}\""))),
+    }
+}
+
+pub fn no_such_role(name: &str) -> Error {
+    Error::UndefinedObject(format!("role \"{name}\" does not exist; see SELECT rolname FROM pg_roles"))
+}
+
+fn reserved(name: &str) -> Option<Error> {
+    let lower = name.to_lowercase();
+    (lower == "public" || lower == "none" || lower.starts_with("pg_"))
+        .then(|| Error::ReservedName(format!("role name \"{name}\" is reserved")))
+}
+
+impl Engine {
+    pub(super) async fn create_role(&self, session: &Session, c: &CreateRole) -> Result<QueryResult> {
+        session.require_superuser("CREATE ROLE")?;
+        if c.password.is_some() {
+            return Err(Error::NotSupported(
+                "PASSWORD in CREATE ROLE: login passwords live in lakehouse.toml [[auth.users]] (add the user there)".into(),
+            ));
+        }
+        let unsupported = [
+            (c.bypassrls.is_some(), "BYPASSRLS"),
+            (c.create_db.is_some(), "CREATEDB"),
+            (c.create_role.is_some(), "CREATEROLE"),
+            (c.replication.is_some(), "REPLICATION"),
+            (c.connection_limit.is_some(), "CONNECTION LIMIT"),
+            (c.valid_until.is_some(), "VALID UNTIL"),
+            (c.inherit == Some(false), "NOINHERIT"),
+            (!c.in_group.is_empty(), "IN GROUP"),
+            (!c.role.is_empty() || !c.user.is_empty() || !c.admin.is_empty(), "ROLE/USER/ADMIN"),
+            (c.authorization_owner.is_some(), "AUTHORIZATION"),
+        ];
+        if let Some((_, what)) = unsupported.iter().find(|(set, _)| *set) {
+            return Err(Error::NotSupported(format!("{what} in CREATE ROLE")));
+        }
+        let configured: Vec<String> = self.config.auth.users.iter().map(|u| u.name.clone()).collect();
+        let _ddl = self.ddl.lock().await;
+        for n in &c.names {
+            let name = role_name(n)?;
+            if let Some(e) = reserved(&name) {
+                return Err(e);
+            }
+            for r in &c.in_role {
+                if !self.role_exists(&r.value) || r.value == crate::catalog::roles::PUBLIC {
+                    return Err(no_such_role(&r.value));
+                }
+            }
+            let record = new_role(&name, c.superuser.unwrap_or(false), c.login.unwrap_or(false));
+            let catalog = self.catalog.clone();
+            let (conf, n2) = (configured.clone(), name.clone());
+            match crate::catalog::blocking(move || catalog.create_role(record, &conf)).await {
+                Err(Error::DuplicateObject(_)) if c.if_not_exists => {
+                    session.notice(format!("role \"{n2}\" already exists, skipping"));
+                    continue;
+                }
+                other => other?,
+            }
+            for r in &c.in_role {
+                let m = Membership { role: r.value.clone(), member: name.clone(), grantor: session.user.clone() };
+                let catalog = self.catalog.clone();
+                crate::catalog::blocking(move || catalog.set_membership(m, true)).await?;
+            }
+        }
+        Ok(QueryResult::command("CREATE ROLE"))
+    }
+
+    pub(super) async fn drop_role(&self, session: &Session, names: &[ObjectName], if_exists: bool) -> Result<QueryResult> {
+        session.require_superuser("DROP ROLE")?;
+        let _ddl = self.ddl.lock().await;
+        for n in names {
+            let name = role_name(n)?;
+            if name == session.user {
+                return Err(Error::ObjectInUse("current user cannot be dropped".into()));
+            }
+            if self.config.auth.users.iter().any(|u| u.name == name) {
+                return Err(Error::InsufficientPrivilege(format!(
+                    "role \"{name}\" is a user of lakehouse.toml [[auth.users]]; remove it there and restart"
+                )));
+            }
+            let catalog = self.catalog.clone();
+            let n2 = name.clone();
+            if !crate::catalog::blocking(move || catalog.drop_role(&n2)).await? {
+                if if_exists {
+                    session.notice(format!("role \"{name}\" does not exist, skipping"));
+                } else {
+                    return Err(no_such_role(&name));
+                }
+            }
+        }
+        Ok(QueryResult::command("DROP ROLE"))
+    }
+}
+
+/// PostgreSQL syntax sqlparser does not take, as the form it does: `CREATE USER x`
+/// is `CREATE ROLE x LOGIN`, and `GRANT a, b TO c` (membership) is
+/// `GRANT ROLE a, ROLE b TO c`, in each statement of `sql`. None when no statement
+/// is either.
+pub fn rewrite_role_syntax(sql: &str) -> Option<String> {
+    let first = sql.trim_start().get(..6).unwrap_or("").to_ascii_lowercase();
+    if !["create", "grant ", "revoke"].iter().any(|k| first.starts_with(k)) && !sql.contains(';') {
+        return None;
+    }
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    let mut out: Vec<Token> = Vec::with_capacity(tokens.len() + 4);
+    let mut changed = false;
+    for segment in tokens.split_inclusive(|t| matches!(t, Token::SemiColon)) {
+        match rewrite_statement(segment) {
+            Some(r) => {
+                changed = true;
+                out.extend(r);
+            }
+            None => out.extend_from_slice(segment),
+        }
+    }
+    changed.then(|| out.iter().map(|t| t.to_string()).collect())
+}
+
+fn rewrite_statement(tokens: &[Token]) -> Option<Vec<Token>> {
+    let words: Vec<(usize, &Token)> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !matches!(t, Token::Whitespace(_) | Token::SemiColon))
+        .collect();
+    let kw = |i: usize| match words.get(i).map(|(_, t)| *t) {
+        Some(Token::Word(w)) => Some(w.keyword),
+        _ => None,
+    };
+    let last = words.len().checked_sub(1)?;
+    match (kw(0)?, kw(1)) {
+        (Keyword::CREATE, Some(Keyword::USER)) => {
+            let mut out = tokens.to_vec();
+            out[words[1].0] = Token::make_keyword("ROLE");
+            let has_login = words.iter().any(|(_, t)| matches!(t, Token::Word(w) if w.keyword == Keyword::LOGIN || w.value.eq_ignore_ascii_case("nologin")));
+            if !has_login {
+                let at = words[last].0 + 1;
+                out.splice(at..at, [Token::Whitespace(Whitespace::Space), Token::make_keyword("LOGIN")]);
+            }
+            Some(out)
+        }
+        (Keyword::GRANT | Keyword::REVOKE, _) => {
+            // Membership: names up to TO/FROM, no ON, none of them a privilege.
+            let to = words.iter().position(|(_, t)| matches!(t, Token::Word(w) if w.keyword == Keyword::TO || w.keyword == Keyword::FROM))?;
+            if words[..to].iter().any(|(_, t)| matches!(t, Token::Word(w) if w.keyword == Keyword::ON)) || to < 2 {
+                return None;
+            }
+            let privilege = |t: &Token| {
+                matches!(t, Token::Word(w) if matches!(w.keyword,
+                    Keyword::SELECT | Keyword::INSERT | Keyword::UPDATE | Keyword::DELETE | Keyword::TRUNCATE
+                    | Keyword::REFERENCES | Keyword::TRIGGER | Keyword::USAGE | Keyword::ALL | Keyword::CREATE
+                    | Keyword::CONNECT | Keyword::TEMPORARY | Keyword::TEMP | Keyword::EXECUTE | Keyword::ROLE))
+            };
+            let mut out = tokens.to_vec();
+            let mut inserted = 0;
+            for (pos, (i, t)) in words[1..to].iter().enumerate() {
+                let expect_name = pos % 2 == 0;
+                match t {
+                    Token::Word(_) if expect_name && !privilege(t) => {
+                        let at = i + inserted;
+                        out.splice(at..at, [Token::make_keyword("ROLE"), Token::Whitespace(Whitespace::Space)]);
+                        inserted += 2;
+                    }
+                    Token::Comma if !expect_name => {}
+                    _ => return None,
+                }
+            }
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite_role_syntax as r;
+
+    #[test]
+    fn role_syntax_is_rewritten_to_what_sqlparser_takes() {
+        assert_eq!(r("CREATE USER bob").as_deref(), Some("CREATE ROLE bob LOGIN"));
+        assert_eq!(r("create user bob nologin;").as_deref(), Some("create ROLE bob nologin;"));
+        assert_eq!(r("GRANT readers TO alice").as_deref(), Some("GRANT ROLE readers TO alice"));
+        assert_eq!(r("grant a, \"B\" to c, d").as_deref(), Some("grant ROLE a, ROLE \"B\" to c, d"));
+        assert_eq!(r("REVOKE readers FROM alice;").as_deref(), Some("REVOKE ROLE readers FROM alice;"));
+        assert_eq!(r("GRANT SELECT ON t TO alice"), None);
+        assert_eq!(r("GRANT SELECT, INSERT ON t TO alice"), None);
+        assert_eq!(r("GRANT readers TO alice; SELECT 1").as_deref(), Some("GRANT ROLE readers TO alice; SELECT 1"));
+        assert_eq!(r("CREATE ROLE a; GRANT a TO b").as_deref(), Some("CREATE ROLE a; GRANT ROLE a TO b"));
+        assert_eq!(r("SELECT 1"), None);
+    }
+}

@@ -653,6 +653,7 @@ impl Engine {
                 | Statement::DetachDuckDBDatabase { .. }
                 | Statement::Drop { object_type: ObjectType::Index | ObjectType::Role, .. }
                 | Statement::CreateRole(_)
+                | Statement::CreateExtension(_)
                 | Statement::Grant(_)
                 | Statement::Revoke(_) => Some(None),
                 _ => None,
@@ -697,6 +698,7 @@ impl Engine {
                     return self.drop_role(session, names, *if_exists).await;
                 }
                 Statement::CreateRole(c) => return self.create_role(session, c).await,
+                Statement::CreateExtension(e) => return create_extension(&e.name.value),
                 Statement::Grant(g) => return self.grant(session, g).await,
                 Statement::Revoke(r) => return self.revoke(session, r).await,
                 _ => {}
@@ -762,7 +764,14 @@ impl Engine {
             }
             plan => {
                 let tag = match &plan {
-                    LogicalPlan::Ddl(d) => Some(d.name().to_uppercase()),
+                    // Schemas and catalogs DataFusion keeps in memory only: gone at
+                    // the next start, and no table could be created in one.
+                    LogicalPlan::Ddl(DdlStatement::CreateCatalogSchema(_) | DdlStatement::CreateCatalog(_) | DdlStatement::DropCatalogSchema(_)) => {
+                        return Err(Error::NotSupported(
+                            "CREATE/DROP SCHEMA (tables live in schema public; an attached database is a schema: ATTACH 'url' AS name)".into(),
+                        ));
+                    }
+                    LogicalPlan::Ddl(d) => Some(d.name().to_string()),
                     _ => None,
                 };
                 let df = session.ctx.execute_logical_plan(plan).await?;
@@ -793,6 +802,11 @@ impl Engine {
         // owning its table, as maintenance does in PostgreSQL.
         if let Some(index) = args.text("index") {
             self.require_index_owner(session, index)?;
+        }
+        // An eval set's queries read from another table.
+        if let Some(t) = args.text("from_table") {
+            let table = self.dataset_name(&TableReference::from(t))?;
+            self.require(session, &crate::catalog::roles::Object::Table(table), crate::catalog::roles::Privilege::Select)?;
         }
         let batches = procedure.call(self, session, args).await?;
         Ok(QueryResult::batches(procedure.output_schema(), batches))
@@ -1178,6 +1192,17 @@ fn alter_index_unsupported() -> Error {
     Error::NotSupported(
         "ALTER INDEX (an index's model and parameters are fixed: CREATE INDEX a new one WITH (model = …, m = …), then DROP INDEX the old one)".into(),
     )
+}
+
+/// `CREATE EXTENSION [IF NOT EXISTS] vector`, as pgvector's README starts: the type
+/// is built in, so there is nothing to install.
+fn create_extension(name: &str) -> Result<QueryResult> {
+    match name.to_lowercase().as_str() {
+        "vector" | "plpgsql" => Ok(QueryResult::command("CREATE EXTENSION")),
+        other => Err(Error::NotSupported(format!(
+            "extension \"{other}\" (lakehouse has pgvector's vector type built in; CREATE EXTENSION vector succeeds)"
+        ))),
+    }
 }
 
 fn ddl_tag(name: &str) -> String {

@@ -68,6 +68,14 @@ pub enum Error {
     InvalidPassword(String),
     #[error("{0} is not supported")]
     NotSupported(String),
+    /// DataFusion's own "not implemented" (its message already says so) (0A000).
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("division by zero")]
+    DivisionByZero,
+    /// An arithmetic result out of its type's range (22003).
+    #[error("{0}")]
+    NumericOutOfRange(String),
     #[error("{0}")]
     Plan(String),
     #[error("cannot reach {what} at {location}: {reason}")]
@@ -124,7 +132,9 @@ impl Error {
             Error::ReservedName(_) => "42939",
             Error::InvalidAuthorization(_) => "28000",
             Error::InvalidPassword(_) => "28P01",
-            Error::NotSupported(_) => "0A000",
+            Error::NotSupported(_) | Error::Unsupported(_) => "0A000",
+            Error::DivisionByZero => "22012",
+            Error::NumericOutOfRange(_) => "22003",
             Error::Plan(_) => "42000",
             Error::Unreachable { .. } => "08001",
             Error::ConnectionFailure(_) => "08006",
@@ -186,7 +196,7 @@ impl Error {
                 Err(shared) => match shared.find_root() {
                     DataFusionError::ResourcesExhausted(m) => Error::ResourcesExhausted(m.clone()),
                     DataFusionError::Execution(m) => classify_execution_message(m.clone()),
-                    DataFusionError::NotImplemented(m) => Error::NotSupported(m.clone()),
+                    DataFusionError::NotImplemented(m) => Error::Unsupported(m.clone()),
                     DataFusionError::External(e) => match e.downcast_ref::<Error>() {
                         Some(Error::ResourcesExhausted(m)) => Error::ResourcesExhausted(m.clone()),
                         Some(Error::Canceled) => Error::Canceled,
@@ -210,12 +220,16 @@ impl Error {
                 }
             }
             DataFusionError::Plan(msg) => classify_plan_message(msg),
-            DataFusionError::NotImplemented(msg) => Error::NotSupported(msg),
+            DataFusionError::NotImplemented(msg) => Error::Unsupported(msg),
             DataFusionError::ResourcesExhausted(msg) => Error::ResourcesExhausted(msg),
             DataFusionError::Configuration(msg) => Error::InvalidParameter(msg),
             DataFusionError::Execution(msg) => classify_execution_message(msg),
             DataFusionError::ExecutionJoin(e) => Error::Internal(e.to_string()),
-            DataFusionError::ArrowError(e, _) => Error::DataException(e.to_string()),
+            DataFusionError::ArrowError(e, _) => match *e {
+                datafusion::arrow::error::ArrowError::DivideByZero => Error::DivisionByZero,
+                datafusion::arrow::error::ArrowError::ArithmeticOverflow(m) => Error::NumericOutOfRange(m),
+                other => Error::DataException(other.to_string()),
+            },
             DataFusionError::ParquetError(e) => Error::DataException(e.to_string()),
             DataFusionError::ObjectStore(e) => Error::DataException(e.to_string()),
             DataFusionError::IoError(e) => Error::Io { path: "data file".into(), source: e },
@@ -294,7 +308,10 @@ fn classify_execution_message(msg: String) -> Error {
     if msg.contains("already exists") {
         return Error::DuplicateObject(msg.trim_end_matches(" already exists").to_string());
     }
-    if msg.contains("Division by zero") || msg.contains("Cast error") {
+    if msg.contains("Divide by zero") || msg.contains("Division by zero") {
+        return Error::DivisionByZero;
+    }
+    if msg.contains("Cast error") {
         return Error::DataException(msg);
     }
     Error::Plan(msg)

@@ -329,6 +329,11 @@ async fn grant_and_revoke_round_trip() {
     alice.batch_execute("GRANT SELECT ON docs TO PUBLIC").await.unwrap();
     assert_eq!(code_of(&bob, "SELECT count(*) FROM docs").await, "ok");
     alice.batch_execute("REVOKE ALL ON docs FROM PUBLIC").await.unwrap();
+    // A procedure reading another table needs SELECT on it too.
+    bob.batch_execute("CREATE TABLE mine (id BIGINT, emb vector(2)); INSERT INTO mine VALUES (1, '[0,1]'); CREATE INDEX mine_idx ON mine USING hnsw (emb)")
+        .await
+        .unwrap();
+    assert_eq!(code_of(&bob, "CALL create_eval_set('mine_idx', from_table => 'docs', column => 'emb', queries => 1, k => 1)").await, "42501");
 
     // Views read with their owner's privileges.
     alice.batch_execute("CREATE VIEW docs_ids AS SELECT id FROM docs; GRANT SELECT ON docs_ids TO bob").await.unwrap();

@@ -803,6 +803,12 @@ impl Engine {
         if let Some(index) = args.text("index") {
             self.require_index_owner(session, index)?;
         }
+        // Replacing an eval set by name: it may belong to another index.
+        if let (true, Some(n)) = (name == "create_eval_set", args.text("name")) {
+            if let Some(existing) = self.catalog.snapshot().eval_sets.get(n) {
+                self.require_index_owner(session, &existing.index)?;
+            }
+        }
         // An eval set's queries read from another table.
         if let Some(t) = args.text("from_table") {
             let table = self.dataset_name(&TableReference::from(t))?;
@@ -1052,7 +1058,8 @@ impl Engine {
         if RemoteKind::parse(&c.file_type).is_none() {
             return Ok((external_definition(c), None));
         }
-        if c.options.iter().any(|(k, _)| k.eq_ignore_ascii_case("password_secret")) {
+        // `format.password_secret` reaches the same option of the factory.
+        if c.options.iter().any(|(k, _)| k.to_ascii_lowercase().ends_with("password_secret")) {
             return Err(Error::PermissionDenied(
                 "the password_secret option is lakehouse's own (it names a stored secret); give the password in the URL, or password_env".into(),
             ));
@@ -1064,7 +1071,7 @@ impl Engine {
         let file = crate::catalog::blocking(move || catalog.store_secret(&owner, &password)).await?;
         let mut safe = c.clone();
         safe.location = location.display();
-        safe.options.retain(|(k, _)| !k.eq_ignore_ascii_case("password_secret"));
+        safe.options.retain(|(k, _)| !k.to_ascii_lowercase().ends_with("password_secret"));
         safe.options.push(("password_secret".into(), Value::SingleQuotedString(file.clone())));
         Ok((external_definition(&safe), Some(file)))
     }

@@ -54,6 +54,9 @@ pub struct Session {
     pub superuser: bool,
     vars: Mutex<BTreeMap<String, String>>,
     notices: Mutex<Vec<String>>,
+    /// The plans of SQL-level `PREPARE name AS …`, checked again at each `EXECUTE
+    /// name` (DataFusion keeps its copy out of reach).
+    pub(crate) sql_prepared: Mutex<std::collections::HashMap<String, datafusion::logical_expr::LogicalPlan>>,
     /// The options the session started with (the engine's: default catalog and
     /// schema, our extensions), which RESET returns to — not DataFusion's defaults.
     initial: datafusion::config::ConfigOptions,
@@ -79,7 +82,17 @@ fn canonical(name: &str) -> String {
 impl Session {
     pub fn new(id: String, user: String, database: String, ctx: SessionContext) -> Session {
         let initial = ctx.state_ref().read().config_options().as_ref().clone();
-        Session { id, user, database, ctx, superuser: true, vars: Mutex::default(), notices: Mutex::default(), initial }
+        Session {
+            id,
+            user,
+            database,
+            ctx,
+            superuser: true,
+            vars: Mutex::default(),
+            notices: Mutex::default(),
+            sql_prepared: Mutex::default(),
+            initial,
+        }
     }
 
     pub fn with_superuser(mut self, superuser: bool) -> Session {

@@ -191,7 +191,7 @@ impl Catalog {
             }
             if let Some(what) = owned_by(s, name).first() {
                 return Err(Error::DependentObjects(format!(
-                    "role \"{name}\" cannot be dropped because it owns {what}; DROP it or have a superuser drop it first"
+                    "role \"{name}\" cannot be dropped because of {what}; DROP or REVOKE first"
                 )));
             }
             s.roles.roles.remove(name);
@@ -251,12 +251,16 @@ fn drop_grantee(access: &mut Access, name: &str) {
     }
 }
 
-/// What `name` owns, for DROP ROLE's error.
+/// What `name` owns or holds privileges on, for DROP ROLE's error (PostgreSQL
+/// refuses both).
 fn owned_by(s: &CatalogState, name: &str) -> Vec<String> {
+    let holds = |a: &Access| a.acl.as_ref().is_some_and(|acl| acl.iter().any(|i| i.grantee == name || i.grantor == name));
     let tables = s.datasets.values().filter(|d| d.access.owner.as_deref() == Some(name)).map(|d| format!("table \"{}\"", d.name));
     let attachments =
         s.attachments.values().filter(|a| a.access.owner.as_deref() == Some(name)).map(|a| format!("attachment \"{}\"", a.name));
-    tables.chain(attachments).collect()
+    let grants = s.datasets.values().filter(|d| holds(&d.access)).map(|d| format!("privileges on table \"{}\" (REVOKE them)", d.name));
+    let usage = s.attachments.values().filter(|a| holds(&a.access)).map(|a| format!("privileges on schema \"{}\" (REVOKE them)", a.name));
+    tables.chain(attachments).chain(grants).chain(usage).collect()
 }
 
 pub fn new_role(name: &str, superuser: bool, login: bool) -> RoleRecord {
@@ -317,7 +321,9 @@ pub fn owns(state: &CatalogState, id: &Identity, object: &Object) -> bool {
     if id.superuser {
         return true;
     }
-    match access(state, object).and_then(|a| a.owner.as_deref()) {
+    // Not in the catalog: the caller's own "does not exist" answers.
+    let Some(access) = access(state, object) else { return true };
+    match access.owner.as_deref() {
         Some(owner) => state.roles.effective(&id.user).contains(owner),
         // A record from before #13 is owned by no one: superusers only.
         None => false,

@@ -107,10 +107,21 @@ impl Engine {
             return session.require_superuser(&format!("writing the server file {}", path.display()));
         }
         let snapshot = self.catalog().snapshot();
-        let inside = snapshot.buckets.values().filter_map(|b| b.local_path()).any(|root| {
-            resolve(&root).map(|r| path.starts_with(&r)).unwrap_or(false)
-        });
-        if inside {
+        let roots: Vec<PathBuf> = snapshot.buckets.values().filter_map(|b| b.local_path()).filter_map(|r| resolve(&r).ok()).collect();
+        // What lakehouse writes in a bucket (tables, indexes, eval sets) is read by
+        // name, with its owner's grants: never as files by someone else.
+        for root in &roots {
+            for managed in ["datasets", "indexes", "tuning"].map(|d| root.join(d)) {
+                if path.starts_with(&managed) || managed.starts_with(&path) {
+                    return Err(Error::InsufficientPrivilege(format!(
+                        "{} is or contains {}, where lakehouse keeps its tables and indexes; read a table by its name (its owner can GRANT SELECT on it)",
+                        path.display(),
+                        managed.display()
+                    )));
+                }
+            }
+        }
+        if roots.iter().any(|r| path.starts_with(r)) {
             return Ok(());
         }
         session.require_superuser(&format!(

@@ -35,17 +35,22 @@ fn not_owner(object: &Object, user: &str) -> Error {
     ))
 }
 
+/// Views nested deeper than this are refused (54001) rather than left unchecked.
+const MAX_VIEW_DEPTH: usize = 32;
+
 /// The privileges `plan` needs, from its table scans (subqueries and views
 /// included) and its write target.
-pub fn needs_of(plan: &LogicalPlan, state: &CatalogState) -> Vec<Need> {
+pub fn needs_of(plan: &LogicalPlan, state: &CatalogState) -> Result<Vec<Need>> {
     let mut out = BTreeSet::new();
     let skip = match plan {
         // UPDATE/DELETE scan their target: that is the write, not a read.
         LogicalPlan::Dml(DmlStatement { op: WriteOp::Update | WriteOp::Delete, table_name, .. }) => Some(table_name.clone()),
         _ => None,
     };
-    collect(plan, state, skip.as_ref(), None, &mut out, 0);
-    out.into_iter().collect()
+    if !collect(plan, state, skip.as_ref(), None, &mut out, 0) {
+        return Err(Error::StackDepth(format!("views nested more than {MAX_VIEW_DEPTH} deep")));
+    }
+    Ok(out.into_iter().collect())
 }
 
 fn object_of(name: &TableReference, state: &CatalogState) -> Option<Object> {
@@ -57,11 +62,19 @@ fn object_of(name: &TableReference, state: &CatalogState) -> Option<Object> {
     }
 }
 
-fn collect(plan: &LogicalPlan, state: &CatalogState, skip: Option<&TableReference>, view: Option<&str>, out: &mut BTreeSet<Need>, depth: usize) {
+/// False when views nest deeper than [`MAX_VIEW_DEPTH`] (nothing past it was seen).
+fn collect(plan: &LogicalPlan, state: &CatalogState, skip: Option<&TableReference>, view: Option<&str>, out: &mut BTreeSet<Need>, depth: usize) -> bool {
+    let mut complete = true;
     let _ = plan.apply_with_subqueries(|p| {
         match p {
             LogicalPlan::TableScan(scan) => {
                 if skip == Some(&scan.table_name) {
+                    return Ok(TreeNodeRecursion::Continue);
+                }
+                let provider = datafusion::datasource::source_as_provider(&scan.source).ok();
+                // vector_search's rows were read from an index: its table's SELECT.
+                if let Some(found) = provider.as_ref().and_then(|p| p.downcast_ref::<crate::udf::vector_search::SearchResult>()) {
+                    out.insert(Need { object: Object::Table(found.table.clone()), privilege: Privilege::Select, view: view.map(str::to_string) });
                     return Ok(TreeNodeRecursion::Continue);
                 }
                 if let Some(object) = object_of(&scan.table_name, state) {
@@ -72,11 +85,10 @@ fn collect(plan: &LogicalPlan, state: &CatalogState, skip: Option<&TableReferenc
                     let privilege = if matches!(object, Object::Schema(_)) { Privilege::Usage } else { Privilege::Select };
                     out.insert(Need { object, privilege, view: view.map(str::to_string) });
                     // A view reads with its owner's privileges.
-                    if let (Some(name), true) = (name, depth < 16) {
-                        if let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source) {
-                            if let Some(v) = provider.downcast_ref::<crate::table_providers::view::CheckedView>() {
-                                collect(v.logical_plan(), state, None, Some(&name), out, depth + 1);
-                            }
+                    if let (Some(name), Some(v)) = (name, provider.as_ref().and_then(|p| p.downcast_ref::<crate::table_providers::view::CheckedView>())) {
+                        if depth >= MAX_VIEW_DEPTH || !collect(v.logical_plan(), state, None, Some(&name), out, depth + 1) {
+                            complete = false;
+                            return Ok(TreeNodeRecursion::Stop);
                         }
                     }
                 }
@@ -99,12 +111,16 @@ fn collect(plan: &LogicalPlan, state: &CatalogState, skip: Option<&TableReferenc
         }
         Ok(TreeNodeRecursion::Continue)
     });
+    complete
 }
 
 impl Engine {
     /// Is role `name` a superuser? A catalog role says so itself; otherwise the
     /// config decides (trust mode: every name is the one local superuser).
     pub fn is_superuser(&self, name: &str) -> bool {
+        if self.config.auth.users.iter().any(|u| u.name == name) {
+            return self.config.is_superuser(name);
+        }
         match self.catalog.snapshot().roles.roles.get(name) {
             Some(r) => r.superuser,
             None => self.config.is_superuser(name),
@@ -120,15 +136,34 @@ impl Engine {
         if session.superuser {
             return Ok(());
         }
+        use datafusion::logical_expr::Statement as S;
+        // SQL-level PREPARE/EXECUTE: the statement prepared is checked at each
+        // EXECUTE (a REVOKE in between applies), as the protocol's are.
+        let executed = {
+            let mut prepared = session.sql_prepared.lock().unwrap_or_else(|p| p.into_inner());
+            match plan {
+                LogicalPlan::Statement(S::Prepare(p)) => {
+                    prepared.insert(p.name.clone(), p.input.as_ref().clone());
+                    None
+                }
+                LogicalPlan::Statement(S::Execute(e)) => prepared.get(&e.name).cloned(),
+                LogicalPlan::Statement(S::Deallocate(d)) => {
+                    prepared.remove(&d.name);
+                    None
+                }
+                _ => None,
+            }
+        };
+        let plan = executed.as_ref().unwrap_or(plan);
         let state = self.catalog.snapshot();
         let me = self.identity(session);
-        for need in needs_of(plan, &state) {
+        for need in needs_of(plan, &state)? {
             let who = match &need.view {
                 None => me.clone(),
                 Some(v) => match state.datasets.get(v).and_then(|d| d.access.owner.clone()) {
                     Some(owner) => Identity { superuser: self.is_superuser(&owner), user: owner },
-                    // A view from before #13: owned by a superuser.
-                    None => continue,
+                    // A view from before #13 has no owner: its reads are the reader's.
+                    None => me.clone(),
                 },
             };
             if !may(&state, &who, &need.object, need.privilege) {
@@ -206,9 +241,13 @@ impl Engine {
         };
         let targets = self.grant_targets(objects)?;
         let _ddl = self.ddl.lock().await;
+        // All or nothing: every object checked before the first changes.
+        for object in &targets {
+            privileges_for(privileges, object)?;
+            self.require_owner(session, object)?;
+        }
         for object in &targets {
             let privileges = privileges_for(privileges, object)?;
-            self.require_owner(session, object)?;
             let catalog = self.catalog.clone();
             let (object, grantees, grantor) = (object.clone(), grantees.clone(), session.user.clone());
             crate::catalog::blocking(move || {

@@ -6,7 +6,7 @@
 use datafusion::sql::sqlparser::ast::{CreateRole, ObjectName};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
-use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
+use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
 use super::{Engine, QueryResult, Session};
 use crate::catalog::roles::{Membership, new_role};
@@ -114,54 +114,61 @@ impl Engine {
 /// PostgreSQL syntax sqlparser does not take, as the form it does: `CREATE USER x`
 /// is `CREATE ROLE x LOGIN`, and `GRANT a, b TO c` (membership) is
 /// `GRANT ROLE a, ROLE b TO c`, in each statement of `sql`. None when no statement
-/// is either.
+/// is either. The words are spliced into the text as written (re-printing tokens
+/// would lose the escaping of quotes in the batch's other statements).
 pub fn rewrite_role_syntax(sql: &str) -> Option<String> {
-    let first = sql.trim_start().get(..6).unwrap_or("").to_ascii_lowercase();
-    if !["create", "grant ", "revoke"].iter().any(|k| first.starts_with(k)) && !sql.contains(';') {
+    let first = sql.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+    if !["create", "grant", "revoke"].contains(&first.as_str()) && !sql.contains(';') {
         return None;
     }
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
-    let mut out: Vec<Token> = Vec::with_capacity(tokens.len() + 4);
-    let mut changed = false;
-    for segment in tokens.split_inclusive(|t| matches!(t, Token::SemiColon)) {
-        match rewrite_statement(segment) {
-            Some(r) => {
-                changed = true;
-                out.extend(r);
-            }
-            None => out.extend_from_slice(segment),
-        }
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize_with_location().ok()?;
+    // Byte offset of each line's start (locations are 1-based line and char column).
+    let lines: Vec<usize> = std::iter::once(0).chain(sql.match_indices('\n').map(|(i, _)| i + 1)).collect();
+    let offset = |loc: Location| -> Option<usize> {
+        let start = *lines.get((loc.line as usize).checked_sub(1)?)?;
+        let rest = sql.get(start..)?;
+        let col = (loc.column as usize).checked_sub(1)?;
+        Some(start + rest.char_indices().nth(col).map(|(i, _)| i).unwrap_or(rest.len()))
+    };
+    // (byte offset, bytes replaced, text put there)
+    let mut edits: Vec<(usize, usize, &'static str)> = vec![];
+    for segment in tokens.split_inclusive(|t| matches!(t.token, Token::SemiColon)) {
+        statement_edits(segment, &offset, &mut edits);
     }
-    changed.then(|| out.iter().map(|t| t.to_string()).collect())
+    if edits.is_empty() {
+        return None;
+    }
+    let mut out = sql.to_string();
+    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
+    for (at, len, text) in edits {
+        out.replace_range(at..at + len, text);
+    }
+    Some(out)
 }
 
-fn rewrite_statement(tokens: &[Token]) -> Option<Vec<Token>> {
-    let words: Vec<(usize, &Token)> = tokens
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| !matches!(t, Token::Whitespace(_) | Token::SemiColon))
-        .collect();
-    let kw = |i: usize| match words.get(i).map(|(_, t)| *t) {
+fn statement_edits(tokens: &[TokenWithSpan], offset: &dyn Fn(Location) -> Option<usize>, edits: &mut Vec<(usize, usize, &'static str)>) {
+    let words: Vec<&TokenWithSpan> = tokens.iter().filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::SemiColon)).collect();
+    let kw = |i: usize| match words.get(i).map(|t| &t.token) {
         Some(Token::Word(w)) => Some(w.keyword),
         _ => None,
     };
-    let last = words.len().checked_sub(1)?;
-    match (kw(0)?, kw(1)) {
-        (Keyword::CREATE, Some(Keyword::USER)) => {
-            let mut out = tokens.to_vec();
-            out[words[1].0] = Token::make_keyword("ROLE");
-            let has_login = words.iter().any(|(_, t)| matches!(t, Token::Word(w) if w.keyword == Keyword::LOGIN || w.value.eq_ignore_ascii_case("nologin")));
+    let Some(last) = words.last() else { return };
+    match (kw(0), kw(1)) {
+        (Some(Keyword::CREATE), Some(Keyword::USER)) => {
+            let (Some(user), Some(end)) = (offset(words[1].span.start), offset(last.span.end)) else { return };
+            let has_login = words.iter().any(|t| matches!(&t.token, Token::Word(w) if w.keyword == Keyword::LOGIN || w.value.eq_ignore_ascii_case("nologin")));
+            edits.push((user, "user".len(), "ROLE"));
             if !has_login {
-                let at = words[last].0 + 1;
-                out.splice(at..at, [Token::Whitespace(Whitespace::Space), Token::make_keyword("LOGIN")]);
+                edits.push((end, 0, " LOGIN"));
             }
-            Some(out)
         }
-        (Keyword::GRANT | Keyword::REVOKE, _) => {
+        (Some(Keyword::GRANT | Keyword::REVOKE), _) => {
             // Membership: names up to TO/FROM, no ON, none of them a privilege.
-            let to = words.iter().position(|(_, t)| matches!(t, Token::Word(w) if w.keyword == Keyword::TO || w.keyword == Keyword::FROM))?;
-            if words[..to].iter().any(|(_, t)| matches!(t, Token::Word(w) if w.keyword == Keyword::ON)) || to < 2 {
-                return None;
+            let Some(to) = words.iter().position(|t| matches!(&t.token, Token::Word(w) if w.keyword == Keyword::TO || w.keyword == Keyword::FROM)) else {
+                return;
+            };
+            if to < 2 || words[..to].iter().any(|t| matches!(&t.token, Token::Word(w) if w.keyword == Keyword::ON)) {
+                return;
             }
             let privilege = |t: &Token| {
                 matches!(t, Token::Word(w) if matches!(w.keyword,
@@ -169,23 +176,20 @@ fn rewrite_statement(tokens: &[Token]) -> Option<Vec<Token>> {
                     | Keyword::REFERENCES | Keyword::TRIGGER | Keyword::USAGE | Keyword::ALL | Keyword::CREATE
                     | Keyword::CONNECT | Keyword::TEMPORARY | Keyword::TEMP | Keyword::EXECUTE | Keyword::ROLE))
             };
-            let mut out = tokens.to_vec();
-            let mut inserted = 0;
-            for (pos, (i, t)) in words[1..to].iter().enumerate() {
-                let expect_name = pos % 2 == 0;
-                match t {
-                    Token::Word(_) if expect_name && !privilege(t) => {
-                        let at = i + inserted;
-                        out.splice(at..at, [Token::make_keyword("ROLE"), Token::Whitespace(Whitespace::Space)]);
-                        inserted += 2;
-                    }
-                    Token::Comma if !expect_name => {}
-                    _ => return None,
+            let mut mine = vec![];
+            for (pos, t) in words[1..to].iter().enumerate() {
+                match &t.token {
+                    Token::Word(_) if pos % 2 == 0 && !privilege(&t.token) => match offset(t.span.start) {
+                        Some(at) => mine.push((at, 0, "ROLE ")),
+                        None => return,
+                    },
+                    Token::Comma if pos % 2 == 1 => {}
+                    _ => return,
                 }
             }
-            Some(out)
+            edits.extend(mine);
         }
-        _ => None,
+        _ => {}
     }
 }
 
@@ -197,6 +201,13 @@ mod tests {
     fn role_syntax_is_rewritten_to_what_sqlparser_takes() {
         assert_eq!(r("CREATE USER bob").as_deref(), Some("CREATE ROLE bob LOGIN"));
         assert_eq!(r("create user bob nologin;").as_deref(), Some("create ROLE bob nologin;"));
+        assert_eq!(r("CREATE USER bob; -- a comment").as_deref(), Some("CREATE ROLE bob LOGIN; -- a comment"));
+        // The rest of the batch is left exactly as written (quotes stay doubled).
+        assert_eq!(
+            r("INSERT INTO audit VALUES ('x'';DROP TABLE t;--'); GRANT r TO u").as_deref(),
+            Some("INSERT INTO audit VALUES ('x'';DROP TABLE t;--'); GRANT ROLE r TO u")
+        );
+        assert_eq!(r("GRANT \"Ré\" TO\n  alice").as_deref(), Some("GRANT ROLE \"Ré\" TO\n  alice"));
         assert_eq!(r("GRANT readers TO alice").as_deref(), Some("GRANT ROLE readers TO alice"));
         assert_eq!(r("grant a, \"B\" to c, d").as_deref(), Some("grant ROLE a, ROLE \"B\" to c, d"));
         assert_eq!(r("REVOKE readers FROM alice;").as_deref(), Some("REVOKE ROLE readers FROM alice;"));

@@ -125,6 +125,8 @@ impl ScalarUDFImpl for HasPrivilege {
                 None => self.me.clone(),
             };
             let name = object.value(row);
+            let name = name.strip_prefix("lakehouse.").filter(|r| r.starts_with("public.")).unwrap_or(name);
+            let mut wanted_usage = false;
             let target = if self.name == "has_schema_privilege" {
                 match state.attachments.contains_key(name) {
                     true => Some(Object::Schema(name.to_string())),
@@ -134,8 +136,13 @@ impl ScalarUDFImpl for HasPrivilege {
                 }
             } else {
                 let table = name.strip_prefix("public.").unwrap_or(name).trim_matches('"');
+                let schema = name.split_once('.').map(|(s, _)| s);
                 if state.datasets.contains_key(table) {
                     Some(Object::Table(table.to_string()))
+                } else if let Some(s) = schema.filter(|s| state.attachments.contains_key(*s)) {
+                    // An attachment's table: read with USAGE on the attachment.
+                    wanted_usage = true;
+                    Some(Object::Schema(s.to_string()))
                 } else if name.contains('.') {
                     // A system table (lakehouse.*, pg_catalog.*): readable by all.
                     None
@@ -143,7 +150,10 @@ impl ScalarUDFImpl for HasPrivilege {
                     return Err(Error::TableNotFound(name.to_string()).into_datafusion());
                 }
             };
-            let wanted = privileges(privilege.value(row)).map_err(Error::into_datafusion)?;
+            let mut wanted = privileges(privilege.value(row)).map_err(Error::into_datafusion)?;
+            if wanted_usage {
+                wanted = vec![Privilege::Usage];
+            }
             out.append_value(match target {
                 Some(t) => wanted.iter().any(|p| may(&state, &who, &t, *p)),
                 None => true,

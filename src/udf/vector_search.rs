@@ -183,6 +183,36 @@ impl TableFunctionImpl for VectorSearch {
         let mut cols = rows.columns().to_vec();
         cols.push(Arc::new(Float64Array::from(found.iter().map(|(_, d)| if d.is_finite() { Some(*d) } else { None }).collect::<Vec<_>>())));
         let batch = RecordBatch::try_new(schema.clone(), cols)?;
-        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+        Ok(Arc::new(SearchResult { table: index.record().table.clone(), rows: MemTable::try_new(schema, vec![vec![batch]])? }))
+    }
+}
+
+/// The rows a `vector_search` found, and the table they were read from: the
+/// privilege check (engine/privileges.rs) needs SELECT on it wherever the result
+/// is used (a view over it, a prepared statement run after a REVOKE).
+#[derive(Debug)]
+pub struct SearchResult {
+    pub table: String,
+    rows: MemTable,
+}
+
+#[async_trait::async_trait]
+impl TableProvider for SearchResult {
+    fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        self.rows.schema()
+    }
+
+    fn table_type(&self) -> datafusion::logical_expr::TableType {
+        datafusion::logical_expr::TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        self.rows.scan(state, projection, filters, limit).await
     }
 }

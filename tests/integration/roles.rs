@@ -101,6 +101,7 @@ async fn ordinary_users_cannot_reach_server_files_or_secrets() {
     assert_eq!(code_of(&alice, &attach("password_env => 'LH_ROLES_TEST_PW'")).await, "F0000");
     assert_eq!(code_of(&bob, "CREATE EXTERNAL TABLE r STORED AS MYSQL LOCATION 'mysql://root@127.0.0.1:1/test' OPTIONS ('table' 't', 'password_env' 'LH_ROLES_TEST_PW')").await, "42501");
     assert_eq!(code_of(&bob, "CREATE EXTERNAL TABLE r STORED AS MYSQL LOCATION 'mysql://root@127.0.0.1:1/test' OPTIONS ('table' 't', 'password_secret' 'x')").await, "42501");
+    assert_eq!(code_of(&bob, "CREATE EXTERNAL TABLE r STORED AS MYSQL LOCATION 'mysql://root@127.0.0.1:1/test' OPTIONS ('table' 't', 'format.password_secret' 'x')").await, "42501");
     assert_eq!(code_of(&bob, &format!("CALL create_model('m', provider => 'local', path => '{o}')")).await, "42501");
     assert_eq!(code_of(&bob, "CALL create_model('m', provider => 'openai', base_url => 'http://127.0.0.1:1', model => 'x', dims => 3, api_key_env => 'HOME')").await, "42501");
     assert_eq!(code_of(&bob, "SET datafusion.runtime.temp_directory = '/tmp/elsewhere'").await, "42501");
@@ -274,6 +275,10 @@ async fn grant_and_revoke_round_trip() {
     assert_eq!(root.query_one(&prepared_by_root, &[]).await.unwrap().get::<_, i64>(0), 2, "a superuser bypasses checks");
 
     alice.batch_execute("GRANT SELECT ON docs TO bob").await.unwrap();
+    // Made while bob may read docs; each must stop working at the REVOKE below.
+    bob.batch_execute("PREPARE p AS SELECT count(*) FROM docs").await.unwrap();
+    bob.batch_execute("CREATE VIEW nearest_doc AS SELECT id FROM vector_search('docs_idx', '[0,0]', 1)").await.unwrap();
+    assert_eq!(rows(&bob.simple_query("EXECUTE p").await.unwrap()), vec![vec!["2"]]);
     assert_eq!(rows(&bob.simple_query("SELECT count(*) FROM docs").await.unwrap()), vec![vec!["2"]]);
     assert_eq!(rows(&bob.simple_query("SELECT id FROM vector_search('docs_idx', '[0,0]', 1)").await.unwrap()), vec![vec!["1"]]);
     let knn = bob.prepare("SELECT id FROM docs ORDER BY emb <-> $1 LIMIT 1").await.unwrap();
@@ -298,6 +303,22 @@ async fn grant_and_revoke_round_trip() {
     assert_eq!(code_of(&bob, "SELECT count(*) FROM docs").await, "42501");
     let e = bob.query_one(&knn, &[&vec![1.0f32, 1.0]]).await.unwrap_err();
     assert_eq!(sqlstate(&e), "42501", "a REVOKE applies to statements prepared before it");
+    assert_eq!(code_of(&bob, "EXECUTE p").await, "42501", "and to SQL-level PREPARE");
+    assert_eq!(code_of(&bob, "SELECT * FROM nearest_doc").await, "42501", "a view over vector_search reads with its owner's SELECT");
+
+    // No way around the grants through files, view nesting, or shared models.
+    let location = rows(&root.simple_query("SELECT location FROM lakehouse.datasets WHERE name = 'docs'").await.unwrap())[0][0].clone();
+    let path = location.trim_start_matches("file://");
+    assert_eq!(code_of(&bob, &format!("CREATE EXTERNAL TABLE stolen STORED AS PARQUET LOCATION '{path}'")).await, "42501");
+    let mut chain = String::from("CREATE VIEW v0 AS SELECT id FROM docs;");
+    for i in 1..40 {
+        chain.push_str(&format!("CREATE VIEW v{i} AS SELECT id FROM v{};", i - 1));
+    }
+    bob.batch_execute(&chain).await.unwrap();
+    let deep = code_of(&bob, "SELECT count(*) FROM v39").await;
+    assert!(deep == "54001" || deep == "42501", "views 40 deep: {deep}");
+    assert_eq!(code_of(&bob, "CALL create_model('m', provider => 'hash', dims => 4)").await, "42501");
+    assert_eq!(code_of(&bob, "DROP TABLE IF EXISTS no_such_table").await, "ok");
 
     // Group roles: privileges through membership (transitively), and PUBLIC.
     assert_eq!(code_of(&bob, "CREATE ROLE readers").await, "42501", "only a superuser creates roles");
@@ -354,6 +375,7 @@ async fn grant_and_revoke_round_trip() {
     assert_eq!(code_of(&root, "DROP ROLE nobody").await, "42704");
     assert_eq!(code_of(&root, "GRANT analysts TO readers").await, "0LP01", "a membership loop");
     root.batch_execute("DROP ROLE IF EXISTS nobody; DROP ROLE analysts").await.unwrap();
+    assert_eq!(code_of(&root, "DROP ROLE readers").await, "2BP01", "readers still holds privileges on docs");
 
     // The owner drops; the grants are in the catalog and survive a restart.
     alice.batch_execute("GRANT SELECT ON docs TO readers").await.unwrap();

@@ -56,6 +56,9 @@ impl Procedure for CreateModelProcedure {
         ]))
     }
     async fn call(&self, engine: &Engine, session: &Session, args: Args) -> Result<Vec<RecordBatch>> {
+        // Models are shared by name: whoever defines one receives every user's text
+        // embedded with it.
+        session.require_superuser("CALL create_model (a model is shared by every user)")?;
         let text = |n: &str| args.text(n).map(str::to_string);
         let mut rec = ModelRecord {
             name: args.required_text("name")?.to_string(),

@@ -30,6 +30,7 @@ impl Procedure for DropModelProcedure {
         Arc::new(Schema::new(vec![Field::new("dropped", DataType::Utf8, true)]))
     }
     async fn call(&self, engine: &Engine, session: &Session, args: Args) -> Result<Vec<RecordBatch>> {
+        session.require_superuser("CALL drop_model (a model is shared by every user)")?;
         let name = args.required_text("name")?.to_string();
         if name == BUILTIN {
             return Err(Error::DependentObjects(format!("cannot drop the built-in embedding model \"{BUILTIN}\"")));

@@ -5,6 +5,7 @@
 pub mod distance;
 pub mod embed;
 pub mod has_privilege;
+pub mod pg_sleep;
 pub mod pii;
 pub mod psql_compat;
 pub mod vector;
@@ -17,6 +18,7 @@ use datafusion::prelude::SessionContext;
 pub fn register_all(ctx: &SessionContext) {
     ctx.register_udf(version::version_udf());
     ctx.register_udf(pii::PiiKindUdf::udf());
+    ctx.register_udf(pg_sleep::udf());
     for f in psql_compat::functions() {
         ctx.register_udf(f);
     }

@@ -211,23 +211,12 @@ async fn the_agent_runs_after_an_append_within_its_rate_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn autotune_can_be_cancelled() {
     let server = TestServer::start().await;
-    let (c, mut notices) = client_with_notices(server.port).await;
+    let (c, notices) = client_with_notices(server.port).await;
     c.batch_execute(&setup_sql(20_000, 16, 4, 10)).await.unwrap();
     let token = c.cancel_token();
     // Cancel once the first trial's build has started (an event, not a delay:
     // under load the eval set alone can take seconds).
-    let canceller = tokio::spawn(async move {
-        let mut seen = vec![];
-        while let Some(n) = notices.recv().await {
-            let building = n.contains("trial build: m = 32");
-            seen.push(n);
-            if building {
-                token.cancel_query(tokio_postgres::NoTls).await.unwrap();
-                break;
-            }
-        }
-        seen
-    });
+    let canceller = crate::support::cancel_on_notice(notices, token, |n| n.contains("trial build: m = 32"));
     let grid = r#"[{"m": 32, "ef_construction": 400, "ef_search": 40}, {"m": 48, "ef_construction": 400, "ef_search": 40}]"#;
     let err = c.batch_execute(&format!("CALL autotune('pts_idx', grid => '{grid}')")).await.unwrap_err();
     let seen = canceller.await.unwrap();

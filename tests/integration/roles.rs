@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use lakehouse::config::{AuthMethod, UserConfig};
 
-use crate::support::{TestServer, connect, sqlstate};
+use crate::support::{TestServer, connect, simple_rows, sqlstate};
 
 async fn show(c: &tokio_postgres::Client, name: &str) -> String {
     match &c.simple_query(&format!("SHOW {name}")).await.unwrap()[1] {
@@ -149,6 +149,9 @@ async fn statement_timeout_and_memory_limit_end_the_statement_not_the_server() {
     assert!(crate::support::message(&e).contains("statement timeout"), "{e}");
     let e = c.query(slow, &[]).await.unwrap_err();
     assert_eq!(sqlstate(&e), "57014", "{e}");
+    // pg_sleep waits on a timer: the timeout ends it too (an hour, were it not).
+    let e = c.simple_query("SELECT pg_sleep(3600)").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "57014", "{e}");
     c.simple_query("SET statement_timeout = 0").await.unwrap();
     assert_eq!(c.query_one("SELECT 1::BIGINT", &[]).await.unwrap().get::<_, i64>(0), 1);
     // A hash join's build side cannot spill: over 16 MiB it is 53200.
@@ -220,18 +223,6 @@ async fn a_start_removes_directories_no_record_names() {
     assert_eq!(rows, vec![vec!["1".to_string()]]);
 }
 
-fn rows(messages: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Vec<String>> {
-    messages
-        .iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => {
-                Some((0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect())
-            }
-            _ => None,
-        })
-        .collect()
-}
-
 /// GRANT and REVOKE round trip over the wire: a table's owner grants and revokes,
 /// a group role's members get its privileges, views read with their owner's
 /// privileges, an index is read through its table, an attachment through USAGE,
@@ -278,25 +269,25 @@ async fn grant_and_revoke_round_trip() {
     // Made while bob may read docs; each must stop working at the REVOKE below.
     bob.batch_execute("PREPARE p AS SELECT count(*) FROM docs").await.unwrap();
     bob.batch_execute("CREATE VIEW nearest_doc AS SELECT id FROM vector_search('docs_idx', '[0,0]', 1)").await.unwrap();
-    assert_eq!(rows(&bob.simple_query("EXECUTE p").await.unwrap()), vec![vec!["2"]]);
-    assert_eq!(rows(&bob.simple_query("SELECT count(*) FROM docs").await.unwrap()), vec![vec!["2"]]);
-    assert_eq!(rows(&bob.simple_query("SELECT id FROM vector_search('docs_idx', '[0,0]', 1)").await.unwrap()), vec![vec!["1"]]);
+    assert_eq!(simple_rows(&bob.simple_query("EXECUTE p").await.unwrap()), vec![vec!["2"]]);
+    assert_eq!(simple_rows(&bob.simple_query("SELECT count(*) FROM docs").await.unwrap()), vec![vec!["2"]]);
+    assert_eq!(simple_rows(&bob.simple_query("SELECT id FROM vector_search('docs_idx', '[0,0]', 1)").await.unwrap()), vec![vec!["1"]]);
     let knn = bob.prepare("SELECT id FROM docs ORDER BY emb <-> $1 LIMIT 1").await.unwrap();
     assert_eq!(bob.query_one(&knn, &[&vec![1.0f32, 1.0]]).await.unwrap().get::<_, i64>(0), 2);
     assert_eq!(code_of(&bob, "INSERT INTO docs VALUES (3, '[2,2]')").await, "42501", "SELECT is not INSERT");
-    let has = rows(
+    let has = simple_rows(
         &bob.simple_query("SELECT has_table_privilege('docs', 'SELECT'), has_table_privilege('docs', 'INSERT, UPDATE'), has_table_privilege('alice', 'docs', 'DELETE')")
             .await
             .unwrap(),
     );
     assert_eq!(has, vec![vec!["t", "f", "t"]]);
-    let granted = rows(
+    let granted = simple_rows(
         &bob.simple_query("SELECT grantor, grantee, privilege_type, is_grantable FROM information_schema.table_privileges WHERE table_name = 'docs' AND grantee = 'bob'")
             .await
             .unwrap(),
     );
     assert_eq!(granted, vec![vec!["alice", "bob", "SELECT", "NO"]]);
-    let owner_rows = rows(&alice.simple_query("SELECT count(*) FROM information_schema.table_privileges WHERE table_name = 'docs' AND grantee = 'alice'").await.unwrap());
+    let owner_rows = simple_rows(&alice.simple_query("SELECT count(*) FROM information_schema.table_privileges WHERE table_name = 'docs' AND grantee = 'alice'").await.unwrap());
     assert_eq!(owner_rows, vec![vec!["7"]], "the owner holds all seven table privileges");
 
     alice.batch_execute("REVOKE SELECT ON docs FROM bob").await.unwrap();
@@ -307,7 +298,7 @@ async fn grant_and_revoke_round_trip() {
     assert_eq!(code_of(&bob, "SELECT * FROM nearest_doc").await, "42501", "a view over vector_search reads with its owner's SELECT");
 
     // No way around the grants through files, view nesting, or shared models.
-    let location = rows(&root.simple_query("SELECT location FROM lakehouse.datasets WHERE name = 'docs'").await.unwrap())[0][0].clone();
+    let location = simple_rows(&root.simple_query("SELECT location FROM lakehouse.datasets WHERE name = 'docs'").await.unwrap())[0][0].clone();
     let path = location.trim_start_matches("file://");
     assert_eq!(code_of(&bob, &format!("CREATE EXTERNAL TABLE stolen STORED AS PARQUET LOCATION '{path}'")).await, "42501");
     let mut chain = String::from("CREATE VIEW v0 AS SELECT id FROM docs;");
@@ -325,8 +316,8 @@ async fn grant_and_revoke_round_trip() {
     root.batch_execute("CREATE ROLE readers; CREATE ROLE analysts IN ROLE readers; GRANT analysts TO bob").await.unwrap();
     alice.batch_execute("GRANT SELECT, INSERT ON TABLE docs TO readers").await.unwrap();
     assert_eq!(code_of(&bob, "INSERT INTO docs VALUES (3, '[2,2]')").await, "ok");
-    assert_eq!(rows(&bob.simple_query("SELECT count(*) FROM docs").await.unwrap()), vec![vec!["3"]]);
-    let roles = rows(&bob.simple_query("SELECT rolname, rolsuper, rolcanlogin FROM pg_roles ORDER BY rolname").await.unwrap());
+    assert_eq!(simple_rows(&bob.simple_query("SELECT count(*) FROM docs").await.unwrap()), vec![vec!["3"]]);
+    let roles = simple_rows(&bob.simple_query("SELECT rolname, rolsuper, rolcanlogin FROM pg_roles ORDER BY rolname").await.unwrap());
     assert_eq!(
         roles,
         vec![
@@ -337,7 +328,7 @@ async fn grant_and_revoke_round_trip() {
             vec!["root", "t", "t"],
         ]
     );
-    let members = rows(
+    let members = simple_rows(
         &bob.simple_query(
             "SELECT r.rolname, m.rolname FROM pg_auth_members a JOIN pg_roles r ON a.roleid = r.oid JOIN pg_roles m ON a.member = m.oid ORDER BY 1",
         )
@@ -358,7 +349,7 @@ async fn grant_and_revoke_round_trip() {
 
     // Views read with their owner's privileges.
     alice.batch_execute("CREATE VIEW docs_ids AS SELECT id FROM docs; GRANT SELECT ON docs_ids TO bob").await.unwrap();
-    assert_eq!(rows(&bob.simple_query("SELECT count(*) FROM docs_ids").await.unwrap()), vec![vec!["3"]]);
+    assert_eq!(simple_rows(&bob.simple_query("SELECT count(*) FROM docs_ids").await.unwrap()), vec![vec!["3"]]);
     assert_eq!(code_of(&bob, "SELECT count(*) FROM docs").await, "42501");
     bob.batch_execute("CREATE VIEW sneaky AS SELECT id FROM docs").await.unwrap();
     assert_eq!(code_of(&bob, "SELECT * FROM sneaky").await, "42501", "bob's view reads with bob's privileges");
@@ -385,7 +376,7 @@ async fn grant_and_revoke_round_trip() {
     let bob = connect(server.port, "bob", Some("b-pw")).await.unwrap();
     let alice = connect(server.port, "alice", Some("a-pw")).await.unwrap();
     assert_eq!(code_of(&bob, "SELECT count(*) FROM docs").await, "42501");
-    let kept = rows(&alice.simple_query("SELECT grantee, privilege_type FROM information_schema.table_privileges WHERE table_name = 'docs' AND grantee = 'readers' ORDER BY 2").await.unwrap());
+    let kept = simple_rows(&alice.simple_query("SELECT grantee, privilege_type FROM information_schema.table_privileges WHERE table_name = 'docs' AND grantee = 'readers' ORDER BY 2").await.unwrap());
     assert_eq!(kept, vec![vec!["readers", "INSERT"], vec!["readers", "SELECT"]]);
     alice.batch_execute("DROP TABLE docs_ids; DROP TABLE docs").await.unwrap_err();
     alice.batch_execute("DROP VIEW docs_ids; DROP TABLE docs").await.unwrap();

@@ -311,3 +311,40 @@ pub async fn exec(engine: &Engine, session: &lakehouse::engine::Session, sql: &s
 pub fn message(e: &tokio_postgres::Error) -> String {
     e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())
 }
+
+/// The rows of a simple-protocol answer as text (NULL as "NULL").
+pub fn simple_rows(messages: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Vec<String>> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Run `sql` over the simple protocol and return its rows as text.
+pub async fn text_rows(c: &tokio_postgres::Client, sql: &str) -> Vec<Vec<String>> {
+    simple_rows(&c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")))
+}
+
+/// Send a CancelRequest as soon as a NOTICE matching `when` arrives (an event,
+/// not a delay); the task returns every notice seen until then.
+pub fn cancel_on_notice(
+    mut notices: tokio::sync::mpsc::UnboundedReceiver<String>,
+    token: tokio_postgres::CancelToken,
+    when: impl Fn(&str) -> bool + Send + 'static,
+) -> tokio::task::JoinHandle<Vec<String>> {
+    tokio::spawn(async move {
+        let mut seen = vec![];
+        while let Some(n) = notices.recv().await {
+            let now = when(&n);
+            seen.push(n);
+            if now {
+                token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+                break;
+            }
+        }
+        seen
+    })
+}

@@ -3,19 +3,7 @@
 
 use lakehouse::{Config, Engine};
 
-use crate::support::{BinaryServer, TestServer, client_with_notices, connect, rows_of, sqlstate};
-
-async fn text_rows(c: &tokio_postgres::Client, sql: &str) -> Vec<Vec<String>> {
-    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    msgs.iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => {
-                Some((0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect())
-            }
-            _ => None,
-        })
-        .collect()
-}
+use crate::support::{BinaryServer, TestServer, client_with_notices, connect, rows_of, sqlstate, text_rows};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn index_builds_report_progress() {
@@ -143,7 +131,7 @@ async fn vectors_travel_as_float4_arrays_and_bind_as_parameters() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_build_reports_progress_live_and_can_be_cancelled() {
     let server = TestServer::start().await;
-    let (c, mut notices) = client_with_notices(server.port).await;
+    let (c, notices) = client_with_notices(server.port).await;
     c.batch_execute(
         "CREATE TABLE big AS SELECT value AS id, CAST(make_array(random(), random(), random(), random(), random(), random(), random(), random()) AS vector(8)) AS emb FROM generate_series(1, 400000)",
     )
@@ -151,18 +139,7 @@ async fn a_long_build_reports_progress_live_and_can_be_cancelled() {
     .unwrap();
     let token = c.cancel_token();
     // Cancel when the build first reports progress (an event, not a delay).
-    let canceller = tokio::spawn(async move {
-        let mut seen = vec![];
-        while let Some(n) = notices.recv().await {
-            let building = n.contains("rows indexed");
-            seen.push(n);
-            if building {
-                token.cancel_query(tokio_postgres::NoTls).await.unwrap();
-                break;
-            }
-        }
-        seen
-    });
+    let canceller = crate::support::cancel_on_notice(notices, token, |n| n.contains("rows indexed"));
     let started = std::time::Instant::now();
     let err = c.batch_execute("CREATE INDEX big_idx ON big USING hnsw (emb)").await.unwrap_err();
     let seen = canceller.await.unwrap();

@@ -356,10 +356,7 @@ impl Engine {
         let ctx = SessionContext::new_with_state(builder.build());
         let check = {
             let (catalog, config) = (self.catalog.clone(), self.config.clone());
-            Arc::new(move |name: &str| match catalog.snapshot().roles.roles.get(name) {
-                Some(r) => r.superuser,
-                None => config.is_superuser(name),
-            })
+            Arc::new(move |name: &str| crate::catalog::roles::is_superuser(&config, &catalog.snapshot(), name))
         };
         for f in crate::udf::has_privilege::functions(&identity, &self.catalog, check) {
             ctx.register_udf(f);

@@ -263,6 +263,19 @@ fn owned_by(s: &CatalogState, name: &str) -> Vec<String> {
     tables.chain(attachments).chain(grants).chain(usage).collect()
 }
 
+/// Is role `name` a superuser? lakehouse.toml decides for its users; a catalog role
+/// says so itself; any other name is the config's answer (trust mode: every name
+/// is the one local superuser).
+pub fn is_superuser(config: &crate::config::Config, state: &CatalogState, name: &str) -> bool {
+    if config.auth.users.iter().any(|u| u.name == name) {
+        return config.is_superuser(name);
+    }
+    match state.roles.roles.get(name) {
+        Some(r) => r.superuser,
+        None => config.is_superuser(name),
+    }
+}
+
 pub fn new_role(name: &str, superuser: bool, login: bool) -> RoleRecord {
     RoleRecord { name: name.to_string(), superuser, login, created_at: now_rfc3339() }
 }

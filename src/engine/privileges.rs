@@ -118,13 +118,7 @@ impl Engine {
     /// Is role `name` a superuser? A catalog role says so itself; otherwise the
     /// config decides (trust mode: every name is the one local superuser).
     pub fn is_superuser(&self, name: &str) -> bool {
-        if self.config.auth.users.iter().any(|u| u.name == name) {
-            return self.config.is_superuser(name);
-        }
-        match self.catalog.snapshot().roles.roles.get(name) {
-            Some(r) => r.superuser,
-            None => self.config.is_superuser(name),
-        }
+        crate::catalog::roles::is_superuser(&self.config, &self.catalog.snapshot(), name)
     }
 
     fn identity(&self, session: &Session) -> Identity {

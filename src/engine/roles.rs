@@ -117,8 +117,9 @@ impl Engine {
 /// is either. The words are spliced into the text as written (re-printing tokens
 /// would lose the escaping of quotes in the batch's other statements).
 pub fn rewrite_role_syntax(sql: &str) -> Option<String> {
-    let first = sql.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
-    if !["create", "grant", "revoke"].contains(&first.as_str()) && !sql.contains(';') {
+    // Parse runs this on every statement: tokenize only text that can hold one.
+    let has = |word: &str| sql.as_bytes().windows(word.len()).any(|w| w.eq_ignore_ascii_case(word.as_bytes()));
+    if !(has("grant") || has("revoke") || has("user")) {
         return None;
     }
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize_with_location().ok()?;

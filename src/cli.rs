@@ -8,6 +8,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use futures::StreamExt;
 
+use crate::engine::column_names::display_name as lakehouse_name;
 use crate::engine::{Engine, QueryResult};
 use crate::error::{Error, Result};
 
@@ -69,7 +70,7 @@ pub fn format_table(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Strin
             cells.push(fmts.iter().map(|f| f.value(row).to_string()).collect());
         }
     }
-    let mut widths: Vec<usize> = schema.fields().iter().map(|f| f.name().chars().count()).collect();
+    let mut widths: Vec<usize> = schema.fields().iter().map(|f| lakehouse_name(f.name()).chars().count()).collect();
     for row in &cells {
         for (i, c) in row.iter().enumerate() {
             widths[i] = widths[i].max(c.chars().count());
@@ -81,7 +82,7 @@ pub fn format_table(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Strin
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            let name = f.name();
+            let name = lakehouse_name(f.name());
             let pad = widths[i] - name.chars().count();
             format!("{}{}{}", " ".repeat(pad / 2), name, " ".repeat(pad - pad / 2))
         })

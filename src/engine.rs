@@ -9,13 +9,16 @@
 //! and then carried out against the catalog; everything else runs as a DataFusion plan.
 
 mod attach;
+pub mod column_names;
 mod confine;
+mod current_setting;
 mod fast_knn;
 mod index_ddl;
 pub mod ingest;
 pub mod limits;
 pub mod privileges;
 mod roles;
+pub mod split;
 pub mod tuning;
 
 use std::collections::HashMap;
@@ -111,6 +114,9 @@ pub struct Prepared {
     plan: Option<LogicalPlan>,
     /// `$1..$n` types DataFusion inferred (None where it could not).
     pub param_types: Vec<Option<DataType>>,
+    /// `$n` compared with an oid column of pg_catalog (described as `oid`, as
+    /// PostgreSQL does: tokio-postgres binds a u32 there when it looks a type up).
+    pub param_is_oid: Vec<bool>,
     /// Row description; None for commands.
     pub schema: Option<SchemaRef>,
     /// Decided at the first Execute: whether this is a plain k-NN query the index can
@@ -203,7 +209,11 @@ impl Engine {
         {
             use crate::table_providers::roles;
             if let Some(inner) = catalog_provider.schema("pg_catalog") {
-                catalog_provider.register_schema("pg_catalog", Arc::new(roles::pg_catalog(inner, &catalog, &config, CATALOG_NAME)))?;
+                let pg_type = match inner.table("pg_type").await? {
+                    Some(t) => crate::table_providers::pg_type::with_vector(&template, t).await?,
+                    None => return Err(Error::Internal("pg_catalog has no pg_type".into())),
+                };
+                catalog_provider.register_schema("pg_catalog", Arc::new(roles::pg_catalog(inner, &catalog, &config, CATALOG_NAME, pg_type)))?;
             }
             let info = Arc::new(datafusion::catalog::information_schema::InformationSchemaProvider::new(template.state().catalog_list().clone()));
             catalog_provider.register_schema("information_schema", Arc::new(roles::information_schema(info, &catalog, &config, CATALOG_NAME)))?;
@@ -485,7 +495,10 @@ impl Engine {
                 if rewritten.len() == statements.len() {
                     return Ok(rewritten
                         .into_iter()
-                        .map(|s| DFStatement::Statement(Box::new(s)))
+                        .map(|mut s| {
+                            column_names::rewrite(&mut s);
+                            DFStatement::Statement(Box::new(s))
+                        })
                         .collect());
                 }
             }
@@ -493,7 +506,11 @@ impl Engine {
         Ok(statements
             .into_iter()
             .map(|s| match s {
-                DFStatement::Statement(st) => DFStatement::Statement(Box::new(self.compat.rewrite(*st))),
+                DFStatement::Statement(st) => {
+                    let mut st = self.compat.rewrite(*st);
+                    column_names::rewrite(&mut st);
+                    DFStatement::Statement(Box::new(st))
+                }
                 other => other,
             })
             .collect())
@@ -548,14 +565,18 @@ impl Engine {
         if statements.len() > 1 {
             return Err(Error::Syntax("cannot insert multiple commands into a prepared statement".into()));
         }
-        let statement = statements
+        let mut statement = statements
             .pop()
             .ok_or_else(|| Error::Syntax("empty statement".into()))?;
+        if let DFStatement::Statement(s) = &mut statement {
+            current_setting::answer(s, session)?;
+        }
         let (plan, schema) = match self.command_schema(&statement) {
             Some(schema) => (None, schema),
             None => {
                 let prepared = self.prepare_statement(self.vector_values(statement.clone())).await?;
                 let plan = session.ctx.state().statement_to_plan(strip_options(prepared).0).await?;
+                let plan = placeholders_typed_by_casts(plan)?;
                 let schema = match &plan {
                     LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) => None,
                     LogicalPlan::Copy(_) => None,
@@ -563,6 +584,24 @@ impl Engine {
                 };
                 (Some(plan), schema)
             }
+        };
+        let param_is_oid = match &plan {
+            Some(p) => {
+                let fields = p.get_parameter_fields()?;
+                let mut out = vec![];
+                for (k, f) in fields {
+                    if let Ok(i) = k.trim_start_matches('$').parse::<usize>() {
+                        if i >= 1 && i <= 65535 {
+                            if out.len() < i {
+                                out.resize(i, false);
+                            }
+                            out[i - 1] = f.is_some_and(|f| f.metadata().contains_key("pg.oid_alias"));
+                        }
+                    }
+                }
+                out
+            }
+            None => vec![],
         };
         let param_types = match &plan {
             Some(p) => {
@@ -583,7 +622,7 @@ impl Engine {
             }
             None => vec![],
         };
-        Ok(Prepared { sql: sql.to_string(), statement, plan, param_types, schema, fast: Default::default() })
+        Ok(Prepared { sql: sql.to_string(), statement, plan, param_types, param_is_oid, schema, fast: Default::default() })
     }
 
     /// Execute a prepared statement with bound parameter values.
@@ -652,6 +691,8 @@ impl Engine {
                 | Statement::CreateRole(_)
                 | Statement::CreateExtension(_)
                 | Statement::Grant(_)
+                | Statement::Deallocate { .. }
+                | Statement::AlterIndex { .. }
                 | Statement::Revoke(_) => Some(None),
                 _ => None,
             },
@@ -659,7 +700,10 @@ impl Engine {
         }
     }
 
-    pub async fn execute_statement(&self, session: &Session, statement: DFStatement) -> Result<QueryResult> {
+    pub async fn execute_statement(&self, session: &Session, mut statement: DFStatement) -> Result<QueryResult> {
+        if let DFStatement::Statement(s) = &mut statement {
+            current_setting::answer(s, session)?;
+        }
         if let DFStatement::Reset(datafusion::sql::parser::ResetStatement::Variable(name)) = &statement {
             let name = name.to_string();
             session.reset(if name.eq_ignore_ascii_case("all") { None } else { Some(&name) })?;
@@ -698,6 +742,7 @@ impl Engine {
                 Statement::CreateExtension(e) => return create_extension(&e.name.value),
                 Statement::Grant(g) => return self.grant(session, g).await,
                 Statement::Revoke(r) => return self.revoke(session, r).await,
+                Statement::Deallocate { name, .. } => return self.deallocate(session, name).await,
                 _ => {}
             }
         }
@@ -1192,6 +1237,33 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// `DEALLOCATE [PREPARE] name | ALL`: SQL-level prepared statements and the
+    /// client's protocol-level ones (psycopg 3 sends `DEALLOCATE ALL` after a
+    /// ROLLBACK once it has prepared statements itself).
+    async fn deallocate(&self, session: &Session, name: &datafusion::sql::sqlparser::ast::Ident) -> Result<QueryResult> {
+        let all = name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all");
+        let sql_names: Vec<String> = {
+            let prepared = session.sql_prepared.lock().unwrap_or_else(|p| p.into_inner());
+            prepared.keys().filter(|n| all || **n == name.value).cloned().collect()
+        };
+        let protocol = session.protocol_statements.lock().unwrap_or_else(|p| p.into_inner()).contains(&name.value);
+        if !all && sql_names.is_empty() && !protocol {
+            return Err(Error::UndefinedPreparedStatement(name.value.clone()));
+        }
+        for n in sql_names {
+            let quoted = format!("DEALLOCATE \"{}\"", n.replace('"', "\"\""));
+            let plan = session.ctx.state().create_logical_plan(&quoted).await?;
+            self.check_plan(session, &plan)?;
+            session.ctx.execute_logical_plan(plan).await?.collect().await?;
+        }
+        if all || protocol {
+            session.deallocated.lock().unwrap_or_else(|p| p.into_inner()).push((!all).then(|| name.value.clone()));
+        }
+        Ok(QueryResult::command(if all { "DEALLOCATE ALL" } else { "DEALLOCATE" }))
+    }
+}
+
 fn alter_index_unsupported() -> Error {
     Error::NotSupported(
         "ALTER INDEX (an index's model and parameters are fixed: CREATE INDEX a new one WITH (model = …, m = …), then DROP INDEX the old one)".into(),
@@ -1326,6 +1398,29 @@ impl Engine {
         }
         DFStatement::Statement(s)
     }
+}
+
+/// `$1::int`: a parameter DataFusion could not type from its context takes the type it
+/// is cast to (PostgreSQL describes it so; asyncpg refuses to bind an untyped one).
+fn placeholders_typed_by_casts(plan: LogicalPlan) -> Result<LogicalPlan> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::Expr as LExpr;
+    use datafusion::logical_expr::expr::Placeholder;
+    let typed = plan.transform_up_with_subqueries(|p| {
+        p.map_expressions(|e| {
+            e.transform_up(|e| match e {
+                LExpr::Cast(mut c) => match c.expr.as_mut() {
+                    LExpr::Placeholder(Placeholder { id, field: field @ None }) => {
+                        *field = Some(Arc::new(datafusion::arrow::datatypes::Field::new(id.as_str(), c.field.data_type().clone(), true)));
+                        Ok(Transformed::yes(LExpr::Cast(c)))
+                    }
+                    _ => Ok(Transformed::no(LExpr::Cast(c))),
+                },
+                other => Ok(Transformed::no(other)),
+            })
+        })
+    })?;
+    Ok(typed.data)
 }
 
 /// `CREATE TABLE … WITH (bucket = 'x')`: take our options off the statement before

@@ -73,6 +73,9 @@ pub enum Error {
     Unsupported(String),
     #[error("division by zero")]
     DivisionByZero,
+    /// DEALLOCATE of a name nothing was prepared under (26000).
+    #[error("prepared statement \"{0}\" does not exist")]
+    UndefinedPreparedStatement(String),
     /// An arithmetic result out of its type's range (22003).
     #[error("{0}")]
     NumericOutOfRange(String),
@@ -133,6 +136,7 @@ impl Error {
             Error::InvalidAuthorization(_) => "28000",
             Error::InvalidPassword(_) => "28P01",
             Error::NotSupported(_) | Error::Unsupported(_) => "0A000",
+            Error::UndefinedPreparedStatement(_) => "26000",
             Error::DivisionByZero => "22012",
             Error::NumericOutOfRange(_) => "22003",
             Error::Plan(_) => "42000",

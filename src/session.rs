@@ -57,6 +57,12 @@ pub struct Session {
     /// The plans of SQL-level `PREPARE name AS …`, checked again at each `EXECUTE
     /// name` (DataFusion keeps its copy out of reach).
     pub(crate) sql_prepared: Mutex<std::collections::HashMap<String, datafusion::logical_expr::LogicalPlan>>,
+    /// Names of the protocol-level statements the client has Parsed (the server
+    /// keeps them; `DEALLOCATE` must find them too).
+    pub protocol_statements: Mutex<std::collections::HashSet<String>>,
+    /// Protocol-level statements a `DEALLOCATE` removed, for the server to drop from
+    /// its store after the statement (None: all of them).
+    pub deallocated: Mutex<Vec<Option<String>>>,
     /// The options the session started with (the engine's: default catalog and
     /// schema, our extensions), which RESET returns to — not DataFusion's defaults.
     initial: datafusion::config::ConfigOptions,
@@ -91,6 +97,8 @@ impl Session {
             vars: Mutex::default(),
             notices: Mutex::default(),
             sql_prepared: Mutex::default(),
+            protocol_statements: Mutex::default(),
+            deallocated: Mutex::default(),
             initial,
         }
     }

@@ -1,7 +1,10 @@
-//! The SQL test corpus: every `sql/test/**/*.slt` file runs twice, in-process through
-//! `Engine::execute` and over the wire through tokio-postgres against a server bound to
-//! 127.0.0.1:0, each on a fresh data directory. Values are printed with the server's
-//! own text encoding in both modes, and errors as `SQLSTATE: message`.
+//! The SQL test corpus: every `sql/test/**/*.slt` file runs three ways, each on a fresh
+//! data directory: in-process through `Engine::execute`; over the wire with the simple
+//! query protocol (tokio-postgres's `simple_query`) against a server bound to
+//! 127.0.0.1:0; and over the wire with the extended protocol (Parse, Bind with text
+//! results, Describe, Execute, Sync; a record holding several statements sends them one
+//! Parse each, as a driver would). Values are printed with the server's own text
+//! encoding in every mode, and errors as `SQLSTATE: message`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -143,6 +146,158 @@ impl sqllogictest::AsyncDB for Wire {
     }
 }
 
+/// A minimal extended-protocol client: what a driver sends for a statement without
+/// parameters (tokio-postgres asks for binary results, so it cannot be used here).
+struct Extended {
+    socket: tokio::net::TcpStream,
+}
+
+fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+fn cstr(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(s.as_bytes());
+    out.push(0);
+}
+
+impl Extended {
+    async fn connect(port: u16) -> Result<Extended, SltError> {
+        use tokio::io::AsyncWriteExt;
+        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| SltError(e.to_string()))?;
+        let mut body = 196608i32.to_be_bytes().to_vec();
+        for s in ["user", "slt", "database", "lakehouse", ""] {
+            cstr(&mut body, s);
+        }
+        let mut startup = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+        startup.extend_from_slice(&body);
+        socket.write_all(&startup).await.map_err(|e| SltError(e.to_string()))?;
+        let mut c = Extended { socket };
+        loop {
+            let (tag, body) = c.read().await?;
+            match tag {
+                b'R' if body[..4] != [0, 0, 0, 0] => return Err(SltError("extended: the test server asked for a password".into())),
+                b'E' => return Err(SltError(format!("extended: {}", error_text(&body)))),
+                b'Z' => return Ok(c),
+                _ => {}
+            }
+        }
+    }
+
+    async fn read(&mut self) -> Result<(u8, Vec<u8>), SltError> {
+        use tokio::io::AsyncReadExt;
+        let mut head = [0u8; 5];
+        self.socket.read_exact(&mut head).await.map_err(|e| SltError(format!("connection: {e}")))?;
+        let len = i32::from_be_bytes(head[1..5].try_into().unwrap()) as usize;
+        let mut body = vec![0u8; len.saturating_sub(4)];
+        self.socket.read_exact(&mut body).await.map_err(|e| SltError(format!("connection: {e}")))?;
+        Ok((head[0], body))
+    }
+
+    /// One statement: Parse, Bind (text results), Describe portal, Execute, Sync.
+    async fn one(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
+        use tokio::io::AsyncWriteExt;
+        let mut parse = vec![];
+        cstr(&mut parse, "");
+        cstr(&mut parse, sql);
+        parse.extend_from_slice(&0i16.to_be_bytes());
+        let mut bind = vec![];
+        cstr(&mut bind, "");
+        cstr(&mut bind, "");
+        bind.extend_from_slice(&0i16.to_be_bytes()); // parameter formats
+        bind.extend_from_slice(&0i16.to_be_bytes()); // parameters
+        bind.extend_from_slice(&1i16.to_be_bytes()); // one result format: text
+        bind.extend_from_slice(&0i16.to_be_bytes());
+        let mut out = frame(b'P', &parse);
+        out.extend(frame(b'B', &bind));
+        out.extend(frame(b'D', b"P\0"));
+        out.extend(frame(b'E', &[0, 0, 0, 0, 0]));
+        out.extend(frame(b'S', &[]));
+        self.socket.write_all(&out).await.map_err(|e| SltError(e.to_string()))?;
+        let (mut columns, mut rows, mut error, mut done) = (None, vec![], None, None);
+        loop {
+            let (tag, body) = self.read().await?;
+            match tag {
+                b'T' => columns = Some(i16::from_be_bytes([body[0], body[1]]) as usize),
+                b'D' => {
+                    let n = i16::from_be_bytes([body[0], body[1]]);
+                    let mut data = vec![];
+                    let mut pos = 2;
+                    for _ in 0..n {
+                        let len = i32::from_be_bytes(body[pos..pos + 4].try_into().unwrap());
+                        pos += 4;
+                        data.push(if len < 0 {
+                            "NULL".to_string()
+                        } else {
+                            let s = String::from_utf8_lossy(&body[pos..pos + len as usize]).to_string();
+                            pos += len as usize;
+                            if s.is_empty() { "(empty)".into() } else { s }
+                        });
+                    }
+                    rows.push(data);
+                }
+                b'C' => {
+                    let tag = String::from_utf8_lossy(&body[..body.len().saturating_sub(1)]).to_string();
+                    let n = tag.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+                    done = Some(n);
+                }
+                b'I' => done = Some(0),
+                b'E' => error = Some(error_text(&body)),
+                b'Z' => break,
+                _ => {}
+            }
+        }
+        if let Some(e) = error {
+            return Err(SltError(e));
+        }
+        Ok(match columns {
+            Some(c) => DBOutput::Rows { types: vec![DefaultColumnType::Any; c], rows },
+            None => DBOutput::StatementComplete(done.unwrap_or(0)),
+        })
+    }
+}
+
+/// `SQLSTATE: message` of an ErrorResponse body.
+fn error_text(body: &[u8]) -> String {
+    let (mut code, mut message) = (String::new(), String::new());
+    for field in body.split(|b| *b == 0) {
+        match field.first() {
+            Some(b'C') => code = String::from_utf8_lossy(&field[1..]).to_string(),
+            Some(b'M') => message = String::from_utf8_lossy(&field[1..]).to_string(),
+            _ => {}
+        }
+    }
+    format!("{code}: {message}")
+}
+
+#[async_trait]
+impl sqllogictest::AsyncDB for Extended {
+    type Error = SltError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
+        // A driver sends one statement per Parse: split the record as the server would.
+        let statements = match lakehouse::engine::split::split_statements(sql) {
+            Ok(s) => s,
+            Err(e) => return Err(ours(e)),
+        };
+        let mut last = DBOutput::StatementComplete(0);
+        for s in statements {
+            last = self.one(&s).await?;
+        }
+        Ok(last)
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn engine_name(&self) -> &str {
+        "extended"
+    }
+}
+
 fn slt_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
     entries.sort();
@@ -175,7 +330,7 @@ async fn run_in_process(file: &Path) -> Result<(), String> {
     runner.run_file_async(file).await.map_err(|e| e.display(true).to_string())
 }
 
-async fn run_over_wire(file: &Path) -> Result<(), String> {
+async fn run_over_wire(file: &Path, extended: bool) -> Result<(), String> {
     let tmp = tempfile::tempdir().unwrap();
     let engine = Engine::open(config(tmp.path())).await.map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -184,15 +339,23 @@ async fn run_over_wire(file: &Path) -> Result<(), String> {
     let server = tokio::spawn(lakehouse::server::serve(engine, listener, async {
         let _ = stopped.await;
     }));
-    let mut runner = sqllogictest::Runner::new(move || async move {
-        let (client, conn) = tokio_postgres::connect(&format!("host=127.0.0.1 port={port} user=slt dbname=lakehouse"), tokio_postgres::NoTls)
-            .await
-            .map_err(|e| SltError(e.to_string()))?;
-        tokio::spawn(conn);
-        Ok(Wire { client })
-    });
-    let result = runner.run_file_async(file).await.map_err(|e| e.display(true).to_string());
-    drop(runner);
+    let result = if extended {
+        let mut runner = sqllogictest::Runner::new(move || async move { Extended::connect(port).await });
+        let r = runner.run_file_async(file).await.map_err(|e| e.display(true).to_string());
+        drop(runner);
+        r
+    } else {
+        let mut runner = sqllogictest::Runner::new(move || async move {
+            let (client, conn) = tokio_postgres::connect(&format!("host=127.0.0.1 port={port} user=slt dbname=lakehouse"), tokio_postgres::NoTls)
+                .await
+                .map_err(|e| SltError(e.to_string()))?;
+            tokio::spawn(conn);
+            Ok(Wire { client })
+        });
+        let r = runner.run_file_async(file).await.map_err(|e| e.display(true).to_string());
+        drop(runner);
+        r
+    };
     let _ = stop.send(());
     let _ = server.await;
     result
@@ -212,7 +375,8 @@ fn main() {
         }
         for (mode, result) in [
             ("in-process", rt.block_on(run_in_process(file))),
-            ("wire", rt.block_on(run_over_wire(file))),
+            ("simple", rt.block_on(run_over_wire(file, false))),
+            ("extended", rt.block_on(run_over_wire(file, true))),
         ] {
             match result {
                 Ok(()) => {

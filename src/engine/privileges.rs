@@ -127,12 +127,10 @@ impl Engine {
 
     /// Every privilege `plan` needs, or 42501 naming the first one missing.
     pub(crate) fn check_plan(&self, session: &Session, plan: &LogicalPlan) -> Result<()> {
-        if session.superuser {
-            return Ok(());
-        }
         use datafusion::logical_expr::Statement as S;
         // SQL-level PREPARE/EXECUTE: the statement prepared is checked at each
-        // EXECUTE (a REVOKE in between applies), as the protocol's are.
+        // EXECUTE (a REVOKE in between applies), as the protocol's are. Tracked for
+        // every session: DEALLOCATE ALL needs the names.
         let executed = {
             let mut prepared = session.sql_prepared.lock().unwrap_or_else(|p| p.into_inner());
             match plan {
@@ -148,6 +146,9 @@ impl Engine {
                 _ => None,
             }
         };
+        if session.superuser {
+            return Ok(());
+        }
         let plan = executed.as_ref().unwrap_or(plan);
         let state = self.catalog.snapshot();
         let me = self.identity(session);

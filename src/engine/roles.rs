@@ -123,14 +123,8 @@ pub fn rewrite_role_syntax(sql: &str) -> Option<String> {
         return None;
     }
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize_with_location().ok()?;
-    // Byte offset of each line's start (locations are 1-based line and char column).
-    let lines: Vec<usize> = std::iter::once(0).chain(sql.match_indices('\n').map(|(i, _)| i + 1)).collect();
-    let offset = |loc: Location| -> Option<usize> {
-        let start = *lines.get((loc.line as usize).checked_sub(1)?)?;
-        let rest = sql.get(start..)?;
-        let col = (loc.column as usize).checked_sub(1)?;
-        Some(start + rest.char_indices().nth(col).map(|(i, _)| i).unwrap_or(rest.len()))
-    };
+    let offsets = super::split::Offsets::new(sql);
+    let offset = |loc: Location| offsets.of(loc);
     // (byte offset, bytes replaced, text put there)
     let mut edits: Vec<(usize, usize, &'static str)> = vec![];
     for segment in tokens.split_inclusive(|t| matches!(t.token, Token::SemiColon)) {

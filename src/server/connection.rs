@@ -134,6 +134,22 @@ pub async fn handle(socket: TcpStream, addr: SocketAddr, h: Arc<Handlers>) -> io
             PgWireConnectionState::CopyInProgress(e) => e,
             _ => msg.is_extended_query(),
         };
+        // The names of the client's prepared statements, for DEALLOCATE.
+        match &msg {
+            PgWireFrontendMessage::Parse(p) => {
+                if let Some(name) = p.name.as_ref().filter(|n| !n.is_empty()) {
+                    let session = super::handler::session_for(&h.engine, &socket);
+                    session.protocol_statements.lock().unwrap_or_else(|p| p.into_inner()).insert(name.clone());
+                }
+            }
+            PgWireFrontendMessage::Close(c) if c.target_type == b'S' => {
+                if let Some(name) = c.name.as_ref() {
+                    let session = super::handler::session_for(&h.engine, &socket);
+                    session.protocol_statements.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+                }
+            }
+            _ => {}
+        }
         let is_cancel = matches!(msg, PgWireFrontendMessage::CancelRequest(_));
         let runs_statement = matches!(msg, PgWireFrontendMessage::Query(_) | PgWireFrontendMessage::Execute(_));
         let work = AssertUnwindSafe(process_message(

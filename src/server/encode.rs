@@ -1,5 +1,7 @@
 //! Arrow → PostgreSQL wire encoding (text and binary formats), and bound parameters
-//! back to DataFusion scalars. Vectors (`FixedSizeList<Float32>`) travel as `float4[]`.
+//! back to DataFusion scalars. Vectors (`FixedSizeList<Float32>`) travel as pgvector's
+//! `vector` type ([`VECTOR_OID`], listed in `pg_type`): text `[1,2,3]`, binary an int16
+//! dimension, an int16 zero and the float4s, big-endian. Other float lists are `float4[]`.
 
 use std::sync::Arc;
 
@@ -28,9 +30,22 @@ use rust_decimal::Decimal;
 use super::handler::to_pg_error;
 use crate::error::Error;
 
+pub use crate::udf::vector::VECTOR_OID;
+
+/// pgvector's `vector` as a wire type.
+pub fn vector_pg_type() -> Type {
+    Type::new("vector".into(), VECTOR_OID, tokio_postgres::types::Kind::Simple, "public".into())
+}
+
+/// Is `dt` the Arrow type of `vector(n)`?
+pub fn is_vector(dt: &DataType) -> bool {
+    matches!(dt, DataType::FixedSizeList(f, _) if f.data_type() == &DataType::Float32)
+}
+
 /// The PostgreSQL type a column of `dt` is sent as.
 pub fn pg_type(dt: &DataType) -> Type {
     match dt {
+        dt if is_vector(dt) => vector_pg_type(),
         DataType::Boolean => Type::BOOL,
         DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
         DataType::Int32 | DataType::UInt16 => Type::INT4,
@@ -59,12 +74,30 @@ pub fn pg_type(dt: &DataType) -> Type {
     }
 }
 
+/// The wire type of a field: its data type's, or `vector` for a float list marked as
+/// one (a `vector` of a dimension known only at run time).
+pub fn field_pg_type(f: &datafusion::arrow::datatypes::Field) -> Type {
+    if crate::udf::vector::is_marked_vector(f) {
+        vector_pg_type()
+    } else if f.metadata().get(crate::udf::vector::VECTOR_MARK).is_some_and(|v| v == "char") && is_string(f.data_type()) {
+        Type::CHAR
+    } else if f.metadata().contains_key("pg.oid_alias") && matches!(f.data_type(), DataType::Int32 | DataType::UInt32) {
+        // pg_catalog's oid columns (Int32 here) as PostgreSQL types them.
+        Type::OID
+    } else {
+        pg_type(f.data_type())
+    }
+}
+
 pub fn field_infos(schema: &Schema, format: &Format) -> Vec<FieldInfo> {
     schema
         .fields()
         .iter()
         .enumerate()
-        .map(|(i, f)| FieldInfo::new(f.name().clone(), None, None, pg_type(f.data_type()), format.format_for(i)))
+        .map(|(i, f)| {
+            let name = crate::engine::column_names::display_name(f.name()).to_string();
+            FieldInfo::new(name, None, None, field_pg_type(f), format.format_for(i))
+        })
         .collect()
 }
 
@@ -94,7 +127,8 @@ pub fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWire
                 .flatten()
         })
         .collect();
-    // Float arrays (vectors) as text: `{1.5,-2,30}` as PostgreSQL writes float4[].
+    // Float arrays as text: `{1.5,-2,30}` as PostgreSQL writes float4[]; vectors as
+    // pgvector writes them, `[1.5,-2,30]`.
     let text_float_lists: Vec<bool> = columns
         .iter()
         .zip(fields.iter())
@@ -104,19 +138,62 @@ pub fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWire
                     if matches!(e.data_type(), DataType::Float16 | DataType::Float32 | DataType::Float64))
         })
         .collect();
+    let vectors: Vec<bool> = fields.iter().map(|f| f.datatype().oid() == VECTOR_OID).collect();
+    let binary_vectors: Vec<bool> = fields.iter().zip(&vectors).map(|(f, v)| *v && f.format() == FieldFormat::Binary).collect();
+    let chars: Vec<bool> = fields.iter().map(|f| f.datatype() == &Type::CHAR).collect();
+    let oids: Vec<bool> = fields.iter().map(|f| f.datatype() == &Type::OID).collect();
     for row in 0..batch.num_rows() {
         for (i, col) in columns.iter().enumerate() {
-            if text_float_lists[i] {
+            if chars[i] {
+                let s = cast(col, &DataType::Utf8).map_err(|e| to_pg_error(&e.into()))?;
+                let s = s.as_string::<i32>();
+                if s.is_null(row) {
+                    encoder.encode_field(&None::<&str>)?;
+                } else if fields[i].format() == FieldFormat::Binary {
+                    let b = s.value(row).as_bytes().first().copied().unwrap_or(0) as i8;
+                    encoder.encode_field_with_type_and_format(&b, &Type::CHAR, FieldFormat::Binary, &Default::default())?;
+                } else {
+                    encoder.encode_field_with_type_and_format(&s.value(row), &Type::TEXT, FieldFormat::Text, &Default::default())?;
+                }
+                continue;
+            }
+            if oids[i] {
+                let v = cast(col, &DataType::Int64).map_err(|e| to_pg_error(&e.into()))?;
+                let v = v.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                let value = (!v.is_null(row)).then(|| v.value(row) as u32);
+                if fields[i].format() == FieldFormat::Binary {
+                    encoder.encode_field_with_type_and_format(&value, &Type::OID, FieldFormat::Binary, &Default::default())?;
+                } else {
+                    encoder.encode_field_with_type_and_format(&value.map(|v| v.to_string()), &Type::TEXT, FieldFormat::Text, &Default::default())?;
+                }
+                continue;
+            }
+            if binary_vectors[i] {
+                if col.is_null(row) {
+                    encoder.encode_field(&None::<&[u8]>)?;
+                    continue;
+                }
+                let values = cast(&list_value(col, row), &DataType::Float32).map_err(|e| to_pg_error(&e.into()))?;
+                let p = values.as_primitive::<datafusion::arrow::datatypes::Float32Type>();
+                let mut bytes = Vec::with_capacity(4 + 4 * p.len());
+                bytes.extend_from_slice(&(p.len() as i16).to_be_bytes());
+                bytes.extend_from_slice(&0i16.to_be_bytes());
+                for x in p.values().iter() {
+                    bytes.extend_from_slice(&x.to_be_bytes());
+                }
+                encoder.encode_field_with_type_and_format(&bytes, &vector_pg_type(), FieldFormat::Binary, &Default::default())?;
+            } else if text_float_lists[i] {
                 if col.is_null(row) {
                     encoder.encode_field(&None::<&str>)?;
                     continue;
                 }
                 let values = list_value(col, row);
                 let single = !matches!(values.data_type(), DataType::Float64);
+                let vector = vectors[i];
                 let values = cast(&values, &DataType::Float64).map_err(|e| to_pg_error(&e.into()))?;
                 let p = values.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
                 let mut text = String::with_capacity(p.len() * 8 + 2);
-                text.push('{');
+                text.push(if vector { '[' } else { '{' });
                 for j in 0..p.len() {
                     if j > 0 {
                         text.push(',');
@@ -127,7 +204,7 @@ pub fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWire
                         text.push_str(&pg_float_text(p.value(j), single));
                     }
                 }
-                text.push('}');
+                text.push(if vector { ']' } else { '}' });
                 // As TEXT: the array type would quote the whole literal as one element.
                 encoder.encode_field_with_type_and_format(&text, &Type::TEXT, FieldFormat::Text, &Default::default())?;
             } else if let Some(f) = &text_floats[i] {
@@ -372,6 +449,7 @@ pub fn decode_param<S: Clone>(portal: &Portal<S>, i: usize, pg: &Type, want: Opt
         Type::INT2 => ScalarValue::Int16(portal.parameter::<i16>(i, pg)?),
         Type::INT4 => ScalarValue::Int32(portal.parameter::<i32>(i, pg)?),
         Type::INT8 => ScalarValue::Int64(portal.parameter::<i64>(i, pg)?),
+        Type::OID => ScalarValue::Int64(portal.parameter::<u32>(i, pg)?.map(i64::from)),
         Type::FLOAT4 => ScalarValue::Float32(portal.parameter::<f32>(i, pg)?),
         Type::FLOAT8 => ScalarValue::Float64(portal.parameter::<f64>(i, pg)?),
         Type::NUMERIC => match portal.parameter::<Decimal>(i, pg)? {
@@ -436,6 +514,19 @@ pub fn decode_param<S: Clone>(portal: &Portal<S>, i: usize, pg: &Type, want: Opt
                 None => ScalarValue::Null,
             }
         }
+        ref t if t.oid() == VECTOR_OID => match portal.parameters.get(i).cloned().flatten() {
+            None => ScalarValue::Null,
+            Some(bytes) => {
+                let bad = |m: String| to_pg_error(&Error::InvalidText(format!("parameter ${}: invalid vector: {m}", i + 1)));
+                let v = if portal.parameter_format.is_binary(i) {
+                    binary_vector(&bytes).map_err(bad)?
+                } else {
+                    let t = std::str::from_utf8(&bytes).map_err(|e| bad(e.to_string()))?;
+                    crate::udf::vector::parse_text(t).map_err(|e| to_pg_error(&e))?
+                };
+                crate::udf::vector::vector_scalar(&v)
+            }
+        },
         _ => ScalarValue::Utf8(portal.parameter::<String>(i, pg)?),
     };
     // Text sent for a typed placeholder: let DataFusion's cast rules convert it
@@ -449,19 +540,49 @@ pub fn decode_param<S: Clone>(portal: &Portal<S>, i: usize, pg: &Type, want: Opt
             )));
         }
     }
+    // Text for a typed placeholder goes through DataFusion's casts; a narrower integer
+    // (psycopg binds small ints as int2), another float or another timestamp precision
+    // becomes the type the plan expects, as PostgreSQL's implicit casts do.
+    let widen = |dt: &DataType, v: &DataType| {
+        (dt.is_integer() && v.is_integer())
+            || (dt.is_floating() && (v.is_floating() || v.is_integer()))
+            || (matches!(dt, DataType::Timestamp(..)) && matches!(v, DataType::Timestamp(..)))
+    };
     match (want, &value) {
         (Some(dt), ScalarValue::Utf8(_)) if dt != &DataType::Utf8 => value
             .cast_to(dt)
             .map_err(|e| to_pg_error(&Error::DataException(format!("parameter ${}: {e}", i + 1)))),
+        (Some(dt), v) if dt != &v.data_type() && widen(dt, &v.data_type()) => value
+            .cast_to(dt)
+            .map_err(|e| to_pg_error(&Error::NumericOutOfRange(format!("parameter ${}: {e}", i + 1)))),
         _ => Ok(value),
     }
+}
+
+/// pgvector's binary form: int16 dimension, int16 unused (0), float4s big-endian.
+pub fn binary_vector(b: &[u8]) -> Result<Vec<f32>, String> {
+    if b.len() < 4 {
+        return Err("shorter than its header".into());
+    }
+    let dim = i16::from_be_bytes([b[0], b[1]]);
+    if dim < 1 {
+        return Err(format!("dimension {dim}"));
+    }
+    let body = &b[4..];
+    if body.len() != dim as usize * 4 {
+        return Err(format!("{dim} dimensions in {} bytes", body.len()));
+    }
+    let v: Vec<f32> = body.chunks_exact(4).map(|c| f32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect();
+    crate::udf::vector::check_values(&v).map_err(|e| e.to_string())?;
+    Ok(v)
 }
 
 /// The wire type to announce for a parameter DataFusion inferred as `dt`.
 pub fn param_pg_type(dt: Option<&DataType>) -> Type {
     match dt {
         Some(dt) => pg_type(dt),
-        None => Type::UNKNOWN,
+        // PostgreSQL resolves a parameter it cannot type as text.
+        None => Type::TEXT,
     }
 }
 

@@ -202,10 +202,36 @@ impl SimpleQueryHandler for LakehouseHandler {
             }
         }
         send_notices(client, &session).await?;
+        forget_deallocated(client, &session);
         if let Some(e) = err {
             responses.push(Response::Error(Box::new(error_info(&e))));
         }
         Ok(responses)
+    }
+}
+
+/// Drop from the client's statement store what a `DEALLOCATE` removed.
+fn forget_deallocated<C: ClientInfo + ClientPortalStore>(client: &C, session: &Session)
+where
+    C::PortalStore: PortalStore,
+{
+    let gone: Vec<Option<String>> = std::mem::take(&mut *session.deallocated.lock().unwrap_or_else(|p| p.into_inner()));
+    if gone.is_empty() {
+        return;
+    }
+    let mut names = session.protocol_statements.lock().unwrap_or_else(|p| p.into_inner());
+    for g in gone {
+        match g {
+            Some(n) => {
+                names.remove(&n);
+                client.portal_store().rm_statement(&n);
+            }
+            None => {
+                for n in names.drain() {
+                    client.portal_store().rm_statement(&n);
+                }
+            }
+        }
     }
 }
 
@@ -227,7 +253,12 @@ impl QueryParser for LakehouseQueryParser {
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
-        Ok(stmt.param_types.iter().map(|t| encode::param_pg_type(t.as_ref())).collect())
+        Ok(stmt
+            .param_types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| if stmt.param_is_oid.get(i).copied().unwrap_or(false) { Type::OID } else { encode::param_pg_type(t.as_ref()) })
+            .collect())
     }
 
     fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
@@ -400,6 +431,7 @@ impl ExtendedQueryHandler for LakehouseHandler {
             Err(e) => Err(e),
         };
         send_notices(client, &session).await?;
+        forget_deallocated(client, &session);
         let result = result.map_err(|e| to_pg_error(&e))?;
         Ok(to_response(result, &portal.result_column_format))
     }

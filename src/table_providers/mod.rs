@@ -4,6 +4,7 @@
 pub mod hnsw;
 pub mod hnsw_graph;
 pub mod hnsw_scan;
+pub mod pg_type;
 pub mod remote;
 pub mod roles;
 pub mod system;

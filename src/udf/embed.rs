@@ -59,7 +59,24 @@ impl EmbedUdf {
             batch_size,
             // Stable: the same text gives the same vector within a statement; never
             // constant-folded by DataFusion (we fold constant calls ourselves).
-            signature: Signature::one_of(vec![TypeSignature::String(1), TypeSignature::String(2)], Volatility::Stable),
+            // Text arguments of any string types first, as they are: a constant model
+            // name must stay a literal that return_field sees (coercing both to the
+            // column's Utf8View wrapped it in a cast).
+            signature: Signature::one_of(
+                {
+                    use DataType::{LargeUtf8, Utf8, Utf8View};
+                    let mut exact = vec![];
+                    for a in [Utf8, Utf8View, LargeUtf8] {
+                        exact.push(TypeSignature::Exact(vec![a.clone()]));
+                        for b in [Utf8, Utf8View, LargeUtf8] {
+                            exact.push(TypeSignature::Exact(vec![a.clone(), b]));
+                        }
+                    }
+                    exact.extend([TypeSignature::String(1), TypeSignature::String(2)]);
+                    exact
+                },
+                Volatility::Stable,
+            ),
         }
     }
 

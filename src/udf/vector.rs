@@ -34,10 +34,25 @@ use crate::error::Error;
 /// pgvector's limit.
 pub const MAX_DIMS: usize = 16000;
 
+/// The OID of the `vector` type in `pg_type` (pgvector's is assigned by CREATE
+/// EXTENSION; clients look it up by name).
+pub const VECTOR_OID: u32 = 16_400;
+/// The OID of `vector[]` (`_vector`).
+pub const VECTOR_ARRAY_OID: u32 = 16_401;
+
 type DfResult<T> = datafusion::error::Result<T>;
 
 fn df(e: Error) -> DataFusionError {
     e.into_datafusion()
+}
+
+/// Field metadata marking a variable-length float list as a `vector` (a cast to bare
+/// `vector` of a value whose dimension is known only at run time).
+pub const VECTOR_MARK: &str = "lakehouse.type";
+
+/// Is `f` a float list marked as a `vector`?
+pub fn is_marked_vector(f: &Field) -> bool {
+    f.metadata().get(VECTOR_MARK).is_some_and(|v| v == "vector")
 }
 
 /// The Arrow type of `vector(dims)`.
@@ -389,11 +404,12 @@ impl ScalarUDFImpl for VectorFn {
                 _ => None,
             },
         };
-        let t = match dims {
-            Some(d) => vector_type(d),
-            None => DataType::List(Arc::new(Field::new("item", DataType::Float32, true))),
+        let field = match dims {
+            Some(d) => Field::new(self.name(), vector_type(d), true),
+            None => Field::new(self.name(), DataType::List(Arc::new(Field::new("item", DataType::Float32, true))), true)
+                .with_metadata([(VECTOR_MARK.to_string(), "vector".to_string())].into()),
         };
-        Ok(Arc::new(Field::new(self.name(), t, true)))
+        Ok(Arc::new(field))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {

@@ -337,8 +337,8 @@ async fn over_the_wire_with_parameters_and_configured_models() {
     assert_eq!((m.get::<_, i64>(0), m.get::<_, &str>(1)), (16, "lakehouse.toml"));
     let e = c.simple_query("CALL drop_model('conf')").await.unwrap_err();
     assert_eq!(crate::support::sqlstate(&e), "2BP01");
-    let v: Vec<f32> = c.query_one("SELECT embed('conf', 'abc')", &[]).await.unwrap().get(0);
-    assert_eq!(v.len(), 16);
+    let v: crate::support::Vector = c.query_one("SELECT embed('conf', 'abc')", &[]).await.unwrap().get(0);
+    assert_eq!(v.0.len(), 16);
 
     c.batch_execute(
         "CREATE TABLE notes AS SELECT value AS id, 'note number ' || value AS body FROM generate_series(1, 3000);

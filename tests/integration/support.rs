@@ -348,3 +348,21 @@ pub fn cancel_on_notice(
         seen
     })
 }
+
+/// pgvector's `vector` as a client library reads it: found by its name, in pgvector's
+/// binary form (int16 dimension, int16 unused, float4s big-endian), as pgvector-rust
+/// and pgvector-python decode it.
+#[derive(Debug, PartialEq)]
+pub struct Vector(pub Vec<f32>);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for Vector {
+    fn from_sql(_: &tokio_postgres::types::Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let dim = i16::from_be_bytes([raw[0], raw[1]]) as usize;
+        assert_eq!(raw.len(), 4 + 4 * dim, "pgvector's binary form");
+        Ok(Vector(raw[4..].chunks_exact(4).map(|c| f32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect()))
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        ty.name() == "vector"
+    }
+}

@@ -92,10 +92,22 @@ async fn vectors_travel_as_float4_arrays_and_bind_as_parameters() {
     )
     .await
     .unwrap();
-    // Binary results: float4[].
+    // Binary results: pgvector's `vector`, its OID found in pg_type by name.
     let row = c.query_one("SELECT emb FROM items WHERE id = 2", &[]).await.unwrap();
-    let v: Vec<f32> = row.get(0);
-    assert_eq!(v, vec![4.0, 5.0, 6.0]);
+    let v: crate::support::Vector = row.get(0);
+    assert_eq!(v.0, vec![4.0, 5.0, 6.0]);
+    let oid: i64 = c.query_one("SELECT CAST(oid AS BIGINT) FROM pg_catalog.pg_type WHERE typname = 'vector'", &[]).await.unwrap().get(0);
+    assert_eq!(oid, row.columns()[0].type_().oid() as i64, "the column's type is pg_type's vector");
+    // `SELECT NULL::vector` (how pgvector-python's register_vector finds the OID).
+    let stmt = c.prepare("SELECT NULL::vector, 1, count(*) FROM items").await.unwrap();
+    let (cols, names): (Vec<_>, Vec<_>) = stmt.columns().iter().map(|c| (c.type_().name().to_string(), c.name().to_string())).unzip();
+    assert_eq!(cols, ["vector", "int4", "int8"]);
+    assert_eq!(names, ["vector", "?column?", "count"]);
+    // A parameter typed by its cast is described so (asyncpg needs it).
+    let stmt = c.prepare("SELECT $1::int + 1").await.unwrap();
+    assert_eq!(stmt.params()[0].name(), "int4");
+    let row = c.query_one(&stmt, &[&41i32]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 42);
     // A prepared k-NN query with a float4[] parameter (the index path).
     let stmt = c.prepare("SELECT id FROM items ORDER BY emb <-> $1 LIMIT 2").await.unwrap();
     assert_eq!(stmt.params()[0], tokio_postgres::types::Type::FLOAT4_ARRAY);
@@ -123,7 +135,7 @@ async fn vectors_travel_as_float4_arrays_and_bind_as_parameters() {
         tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
         _ => None,
     });
-    assert_eq!(text.as_deref(), Some("{1,2,3}"));
+    assert_eq!(text.as_deref(), Some("[1,2,3]"));
     drop(c);
     server.stop().await;
 }

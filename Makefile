@@ -1,13 +1,22 @@
 # The two commands of the README. Both make sure protoc (needed to build lance) is
 # present first, installing Debian's protobuf-compiler when it is missing.
 
-.PHONY: run test protoc sources
+.PHONY: run test protoc sources clients
 
 run: protoc
 	cargo run -- sql -f sql/quickstart.sql
 
 test: protoc sources
 	cargo test
+	$(MAKE) clients
+
+# Real clients' own test suites (SQLAlchemy's dialect suite, psycopg2's and asyncpg's
+# tests, pinned in tests/clients/requirements.txt) against the debug binary cargo test
+# built, each gated by its list of known failures (tests/clients/README.md).
+clients:
+	python3 tests/clients/run.py psycopg2 --server-binary target/debug/lakehouse
+	python3 tests/clients/run.py asyncpg --server-binary target/debug/lakehouse
+	python3 tests/clients/run.py sqlalchemy --server-binary target/debug/lakehouse
 
 # The MySQL/Postgres source tests talk to the servers on 127.0.0.1:3306 (MariaDB/MySQL,
 # root, no password, database test) and 127.0.0.1:5432 (PostgreSQL, trust, database

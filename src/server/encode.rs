@@ -140,12 +140,22 @@ pub fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWire
         .collect();
     let vectors: Vec<bool> = fields.iter().map(|f| f.datatype().oid() == VECTOR_OID).collect();
     let binary_vectors: Vec<bool> = fields.iter().zip(&vectors).map(|(f, v)| *v && f.format() == FieldFormat::Binary).collect();
-    let chars: Vec<bool> = fields.iter().map(|f| f.datatype() == &Type::CHAR).collect();
-    let oids: Vec<bool> = fields.iter().map(|f| f.datatype() == &Type::OID).collect();
+    // Converted once per batch, not per row.
+    let chars: Vec<Option<ArrayRef>> = columns
+        .iter()
+        .zip(fields.iter())
+        .map(|(c, f)| (f.datatype() == &Type::CHAR).then(|| cast(c, &DataType::Utf8)).transpose())
+        .collect::<Result<_, _>>()
+        .map_err(|e| to_pg_error(&e.into()))?;
+    let oids: Vec<Option<ArrayRef>> = columns
+        .iter()
+        .zip(fields.iter())
+        .map(|(c, f)| (f.datatype() == &Type::OID).then(|| cast(c, &DataType::Int64)).transpose())
+        .collect::<Result<_, _>>()
+        .map_err(|e| to_pg_error(&e.into()))?;
     for row in 0..batch.num_rows() {
         for (i, col) in columns.iter().enumerate() {
-            if chars[i] {
-                let s = cast(col, &DataType::Utf8).map_err(|e| to_pg_error(&e.into()))?;
+            if let Some(s) = &chars[i] {
                 let s = s.as_string::<i32>();
                 if s.is_null(row) {
                     encoder.encode_field(&None::<&str>)?;
@@ -157,8 +167,7 @@ pub fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWire
                 }
                 continue;
             }
-            if oids[i] {
-                let v = cast(col, &DataType::Int64).map_err(|e| to_pg_error(&e.into()))?;
+            if let Some(v) = &oids[i] {
                 let v = v.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
                 let value = (!v.is_null(row)).then(|| v.value(row) as u32);
                 if fields[i].format() == FieldFormat::Binary {

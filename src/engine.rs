@@ -11,13 +11,17 @@
 mod attach;
 pub mod column_names;
 mod confine;
+pub mod create_table;
 mod current_setting;
+mod pg_catalog_names;
 mod fast_knn;
+mod identity;
 mod index_ddl;
 pub mod ingest;
 pub mod limits;
 pub mod privileges;
 mod roles;
+mod sequences;
 pub mod split;
 pub mod tuning;
 
@@ -145,6 +149,11 @@ pub struct Engine {
     me: std::sync::Weak<Engine>,
     /// Attached databases by schema name (engine/attach.rs).
     remotes: std::sync::Mutex<HashMap<String, Arc<crate::table_providers::remote::RemoteSchema>>>,
+    /// The allocator behind nextval (catalog/sequences.rs).
+    sequences: Arc<crate::catalog::sequences::Sequences>,
+    /// INSERTs into a table with PRIMARY KEY/UNIQUE run one at a time per table: the
+    /// check of existing keys and the write must not interleave.
+    key_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// pg_catalog's tables hold the template context that holds them (a reference
@@ -204,6 +213,7 @@ impl Engine {
             .schema(DATA_SCHEMA)
             .ok_or_else(|| Error::Internal("default schema missing".into()))?;
         crate::table_providers::register_all(&catalog_provider, &catalog, &models)?;
+        let sequences = Arc::new(crate::catalog::sequences::Sequences::new(catalog.clone()));
         datafusion_pg_catalog::setup_pg_catalog(&template, CATALOG_NAME, EmptyContextProvider)
             .map_err(|e| Error::from_datafusion(*e))?;
         {
@@ -213,7 +223,9 @@ impl Engine {
                     Some(t) => crate::table_providers::pg_type::with_vector(&template, t).await?,
                     None => return Err(Error::Internal("pg_catalog has no pg_type".into())),
                 };
-                catalog_provider.register_schema("pg_catalog", Arc::new(roles::pg_catalog(inner, &catalog, &config, CATALOG_NAME, pg_type)))?;
+                let more: Vec<(&str, Arc<dyn datafusion::catalog::TableProvider>)> =
+                    vec![(crate::table_providers::pg_sequences::NAME, Arc::new(crate::table_providers::pg_sequences::table(&catalog, &sequences)))];
+                catalog_provider.register_schema("pg_catalog", Arc::new(roles::pg_catalog(inner, &catalog, &config, CATALOG_NAME, pg_type, more)))?;
             }
             let info = Arc::new(datafusion::catalog::information_schema::InformationSchemaProvider::new(template.state().catalog_list().clone()));
             catalog_provider.register_schema("information_schema", Arc::new(roles::information_schema(info, &catalog, &config, CATALOG_NAME)))?;
@@ -235,6 +247,12 @@ impl Engine {
             }
         }
         crate::udf::register_all(&template);
+        // The template's copies plan DEFAULTs at start; a statement's plan gets its
+        // session's copies (with_session_functions).
+        let template_identity = crate::catalog::roles::Identity { user: String::new(), superuser: true };
+        for f in crate::udf::sequence::functions(&template_identity, "template", &sequences, &catalog) {
+            template.register_udf(f);
+        }
         template.register_udtf("vector_search", Arc::new(crate::udf::vector_search::VectorSearch::new(indexes.clone(), catalog.clone())));
         template.register_udf(crate::udf::embed::EmbedUdf::udf(models.clone(), crate::catalog::models::BUILTIN, crate::catalog::models::DEFAULT_BATCH));
 
@@ -249,6 +267,8 @@ impl Engine {
             index_writes: tokio::sync::Mutex::new(()),
             me: me.clone(),
             remotes: Default::default(),
+            sequences,
+            key_locks: Default::default(),
             indexes,
             models,
             config,
@@ -371,6 +391,9 @@ impl Engine {
         for f in crate::udf::has_privilege::functions(&identity, &self.catalog, check) {
             ctx.register_udf(f);
         }
+        for f in crate::udf::sequence::functions(&identity, &id, &self.sequences, &self.catalog) {
+            ctx.register_udf(f);
+        }
         Session::new(id, user.to_string(), database.to_string(), ctx).with_superuser(superuser)
     }
 
@@ -433,7 +456,7 @@ impl Engine {
 
     async fn provider_for(&self, rec: &DatasetRecord) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
         if rec.owned {
-            return datasets::owned_parquet_table(rec);
+            return self.owned_table(rec);
         }
         let definition = rec
             .definition
@@ -463,9 +486,47 @@ impl Engine {
         let sql = &*crate::udf::vector_ops::rewrite_l1_operator(sql);
         let rewritten = roles::rewrite_role_syntax(sql);
         let sql = rewritten.as_deref().unwrap_or(sql);
+        let reordered = sequences::reorder_identity_options(sql);
+        let sql = reordered.as_deref().unwrap_or(sql);
         // ATTACH/DETACH take DuckDB's syntax (`ATTACH 'url' AS name (TYPE mysql)`);
         // PostgreSQL has neither statement.
         let first = sql.trim_start().split_whitespace().next().unwrap_or("").to_lowercase();
+        // CREATE/ALTER SEQUENCE are parsed by engine/sequences.rs, each statement of
+        // a batch on its own.
+        if sql.to_ascii_lowercase().contains("sequence") {
+            let parts = split::split_statements(sql)?;
+            if parts.iter().any(|p| sequences::is_sequence_ddl(p)) {
+                let mut out = vec![];
+                for p in parts {
+                    if sequences::is_sequence_ddl(&p) {
+                        out.push(DFStatement::Statement(Box::new(sequences::sequence_ddl_call(&p)?)));
+                    } else {
+                        out.extend(self.parse(&p)?);
+                    }
+                }
+                return Ok(out);
+            }
+        }
+        // INSERT … OVERRIDING SYSTEM VALUE (engine/identity.rs), each statement of a
+        // batch on its own.
+        if sql.as_bytes().windows(10).any(|w| w.eq_ignore_ascii_case(b"overriding")) {
+            let parts = split::split_statements(sql)?;
+            let stripped = parts.iter().map(|p| identity::strip_overriding(p)).collect::<Result<Vec<_>>>()?;
+            if stripped.iter().any(Option::is_some) {
+                let mut out = vec![];
+                for (p, s) in parts.iter().zip(stripped) {
+                    match s {
+                        Some(text) => {
+                            let mut parsed = self.parse(&text)?;
+                            identity::mark(&mut parsed)?;
+                            out.extend(parsed);
+                        }
+                        None => out.extend(self.parse(p)?),
+                    }
+                }
+                return Ok(out);
+            }
+        }
         let statements = if first == "attach" || first == "detach" {
             DFParser::parse_sql_with_dialect(sql, &datafusion::sql::sqlparser::dialect::DuckDbDialect {})
         } else {
@@ -496,6 +557,7 @@ impl Engine {
                     return Ok(rewritten
                         .into_iter()
                         .map(|mut s| {
+                            pg_catalog_names::qualify(&mut s);
                             column_names::rewrite(&mut s);
                             DFStatement::Statement(Box::new(s))
                         })
@@ -508,6 +570,7 @@ impl Engine {
             .map(|s| match s {
                 DFStatement::Statement(st) => {
                     let mut st = self.compat.rewrite(*st);
+                    pg_catalog_names::qualify(&mut st);
                     column_names::rewrite(&mut st);
                     DFStatement::Statement(Box::new(st))
                 }
@@ -570,6 +633,9 @@ impl Engine {
             .ok_or_else(|| Error::Syntax("empty statement".into()))?;
         if let DFStatement::Statement(s) = &mut statement {
             current_setting::answer(s, session)?;
+            if let Statement::Insert(ins) = s.as_ref() {
+                self.check_identity_always(ins)?;
+            }
         }
         let (plan, schema) = match self.command_schema(&statement) {
             Some(schema) => (None, schema),
@@ -671,6 +737,7 @@ impl Engine {
         match statement {
             DFStatement::Reset(_) => Some(None),
             DFStatement::Statement(s) => match s.as_ref() {
+                Statement::Call(f) if f.name.to_string() == sequences::SEQUENCE_DDL_CALL => Some(None),
                 Statement::Call(f) => {
                     let name = f.name.to_string().to_lowercase();
                     Some(self.procedures.get(name.as_str()).map(|p| p.output_schema()))
@@ -693,6 +760,8 @@ impl Engine {
                 | Statement::Grant(_)
                 | Statement::Deallocate { .. }
                 | Statement::AlterIndex { .. }
+                | Statement::CreateTable(_)
+                | Statement::Drop { object_type: ObjectType::Sequence, .. }
                 | Statement::Revoke(_) => Some(None),
                 _ => None,
             },
@@ -703,6 +772,9 @@ impl Engine {
     pub async fn execute_statement(&self, session: &Session, mut statement: DFStatement) -> Result<QueryResult> {
         if let DFStatement::Statement(s) = &mut statement {
             current_setting::answer(s, session)?;
+            if let Statement::Insert(ins) = s.as_ref() {
+                self.check_identity_always(ins)?;
+            }
         }
         if let DFStatement::Reset(datafusion::sql::parser::ResetStatement::Variable(name)) = &statement {
             let name = name.to_string();
@@ -712,6 +784,9 @@ impl Engine {
         }
         if let DFStatement::Statement(s) = &statement {
             match s.as_ref() {
+                Statement::Call(f) if f.name.to_string() == sequences::SEQUENCE_DDL_CALL => {
+                    return self.sequence_ddl(session, &sequences::sequence_ddl_text(f)?).await;
+                }
                 Statement::Call(f) => return self.call(session, f).await,
                 Statement::StartTransaction { .. } => return Ok(QueryResult::command("BEGIN")),
                 Statement::Commit { .. } => return Ok(QueryResult::command("COMMIT")),
@@ -743,13 +818,28 @@ impl Engine {
                 Statement::Grant(g) => return self.grant(session, g).await,
                 Statement::Revoke(r) => return self.revoke(session, r).await,
                 Statement::Deallocate { name, .. } => return self.deallocate(session, name).await,
+                Statement::Drop { object_type: ObjectType::Sequence, names, if_exists, cascade, .. } => {
+                    return self.drop_sequences(session, names, *if_exists, *cascade).await;
+                }
                 _ => {}
+            }
+        }
+        let mut table_ddl = None;
+        if let DFStatement::Statement(s) = &mut statement {
+            if let Statement::CreateTable(ct) = s.as_mut() {
+                let table = self.dataset_name(&TableReference::from(ct.name.to_string().as_str()))?;
+                let snapshot = self.catalog.snapshot();
+                let taken = |n: &str| snapshot.sequences.contains_key(n) || snapshot.datasets.contains_key(n);
+                table_ddl = Some(create_table::prepare(ct, &table, &session.user, &taken)?);
             }
         }
         let prepared = self.prepare_statement(self.vector_values(statement.clone())).await?;
         let (statement_plain, bucket) = strip_options(prepared);
         let plan = session.ctx.state().statement_to_plan(statement_plain).await?;
         self.check_plan(session, &plan)?;
+        if let (Some(ddl), LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(cmd))) = (table_ddl, &plan) {
+            return self.create_dataset(session, cmd.clone(), bucket, ddl).await;
+        }
         self.run_plan(session, plan, &statement, bucket).await
     }
 
@@ -766,6 +856,15 @@ impl Engine {
                     WriteOp::Update => "UPDATE",
                     _ => "COPY",
                 };
+                let plan = with_session_functions(plan, session)?;
+                let lock = match (&target, is_insert) {
+                    (Some(t), true) if self.has_unique_keys(t) => Some(self.key_lock(t)),
+                    _ => None,
+                };
+                let _held = match &lock {
+                    Some(l) => Some(l.lock().await),
+                    None => None,
+                };
                 let batches = session.ctx.execute_logical_plan(plan).await?.collect().await?;
                 if let (true, Some(t)) = (is_insert, target) {
                     self.catch_up_indexes(Some(session), &t).await?;
@@ -776,7 +875,7 @@ impl Engine {
         }
         match plan {
             LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(cmd)) => {
-                self.create_dataset(session, cmd, bucket).await
+                self.create_dataset(session, cmd, bucket, Default::default()).await
             }
             LogicalPlan::Ddl(DdlStatement::CreateExternalTable(cmd)) => {
                 self.check_external_table(session, &cmd)?;
@@ -934,7 +1033,14 @@ impl Engine {
         Ok(name.table().to_string())
     }
 
-    async fn create_dataset(&self, session: &Session, cmd: datafusion::logical_expr::CreateMemoryTable, bucket: Option<String>) -> Result<QueryResult> {
+    async fn create_dataset(
+        &self,
+        session: &Session,
+        cmd: datafusion::logical_expr::CreateMemoryTable,
+        bucket: Option<String>,
+        ddl: create_table::TableDdl,
+    ) -> Result<QueryResult> {
+
         let name = self.dataset_name(&cmd.name)?;
         let _ddl = self.ddl.lock().await;
         let exists = self.catalog.dataset(&name).is_some() || self.data_schema.table_exist(&name);
@@ -969,6 +1075,10 @@ impl Engine {
         let is_empty = matches!(cmd.input.as_ref(), LogicalPlan::EmptyRelation(e) if !e.produce_one_row);
         let mut record = datasets::new_record(&name, &bucket_name, location.clone(), if is_empty { "create table" } else { "create table as" });
         record.access = crate::catalog::roles::Access::owned_by(&session.user);
+        record.defaults = ddl.defaults;
+        record.identity_always = ddl.identity_always;
+        record.constraints = ddl.constraints;
+        let new_sequences = ddl.sequences;
         let written = async {
             let mut rows = 0;
             if !is_empty {
@@ -977,7 +1087,7 @@ impl Engine {
                 rows = count_rows(&counts);
             }
             record.schema = Some(datasets::encode_schema(&schema)?);
-            let provider = datasets::owned_parquet_table(&record)?;
+            let provider = self.owned_table(&record)?;
             Ok::<_, Error>((rows, provider))
         }
         .await;
@@ -991,7 +1101,11 @@ impl Engine {
         let catalog = self.catalog.clone();
         let rec = record.clone();
         let replace = cmd.or_replace;
-        let committed = crate::catalog::blocking(move || catalog.put_dataset(rec, replace)).await;
+        let seq_names: Vec<String> = new_sequences.iter().map(|q| q.name.clone()).collect();
+        let committed = crate::catalog::blocking(move || catalog.put_table(rec, replace, new_sequences)).await;
+        for n in &seq_names {
+            self.sequences.forget(n);
+        }
         let replaced = match committed {
             Ok(r) => r,
             Err(e) => {
@@ -1044,6 +1158,9 @@ impl Engine {
             created_at: crate::catalog::now_rfc3339(),
             lineage: vec![],
             columns: vec![],
+            defaults: Default::default(),
+            identity_always: vec![],
+            constraints: vec![],
             access: crate::catalog::roles::Access::owned_by(&session.user),
         };
         let catalog = self.catalog.clone();
@@ -1425,11 +1542,78 @@ fn placeholders_typed_by_casts(plan: LogicalPlan) -> Result<LogicalPlan> {
 
 /// `CREATE TABLE … WITH (bucket = 'x')`: take our options off the statement before
 /// DataFusion plans it.
+/// A plan's sequence functions (DEFAULT nextval(…) came from the table, planned
+/// with the engine's copies) replaced by the session's, which know its user and
+/// remember what it drew for currval/lastval.
+fn with_session_functions(plan: LogicalPlan, session: &Session) -> Result<LogicalPlan> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::expr::ScalarFunction;
+    const NAMES: [&str; 4] = ["nextval", "currval", "setval", "lastval"];
+    let state = session.ctx.state();
+    let replace = |e: datafusion::logical_expr::Expr| {
+        e.transform(|e| match e {
+            datafusion::logical_expr::Expr::ScalarFunction(ScalarFunction { func, args }) if NAMES.contains(&func.name()) => {
+                let func = datafusion::execution::FunctionRegistry::udf(&state, func.name()).unwrap_or(func);
+                Ok(Transformed::yes(datafusion::logical_expr::Expr::ScalarFunction(ScalarFunction { func, args })))
+            }
+            other => Ok(Transformed::no(other)),
+        })
+    };
+    Ok(plan.transform_up_with_subqueries(|p| p.map_expressions(replace))?.data)
+}
+
+impl Engine {
+    /// The provider of an owned table: its Parquet files, with the DEFAULTs and
+    /// rules its CREATE TABLE declared (table_providers/owned.rs).
+    pub(crate) fn owned_table(&self, rec: &DatasetRecord) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+        use crate::table_providers::owned::{OwnedTable, Rules};
+        let inner = datasets::owned_parquet_table(rec)?;
+        let schema = inner.schema();
+        let not_null: Vec<usize> = schema.fields().iter().enumerate().filter(|(_, f)| !f.is_nullable()).map(|(i, _)| i).collect();
+        if rec.defaults.is_empty() && rec.constraints.is_empty() && not_null.is_empty() {
+            return Ok(inner);
+        }
+        let state = self.template.state();
+        let empty = datafusion::common::DFSchema::empty();
+        let table_schema = datafusion::common::DFSchema::try_from(schema.as_ref().clone())?;
+        let mut defaults = HashMap::new();
+        for (column, sql) in &rec.defaults {
+            defaults.insert(column.clone(), state.create_logical_expr(sql, &empty)?);
+        }
+        let index = |c: &str| {
+            schema.index_of(c).map_err(|_| Error::Internal(format!("table {} has no column {c} its constraint names", rec.name)))
+        };
+        let mut rules = Rules { table: rec.name.clone(), not_null, ..Default::default() };
+        for c in &rec.constraints {
+            match c.kind.as_str() {
+                "c" => {
+                    let sql = c.check.as_deref().unwrap_or("true");
+                    rules.checks.push((c.name.clone(), state.create_logical_expr(sql, &table_schema)?));
+                }
+                "p" | "u" => rules.unique.push((c.name.clone(), c.columns.iter().map(|n| index(n)).collect::<Result<_>>()?)),
+                _ => {}
+            }
+        }
+        Ok(Arc::new(OwnedTable::new(inner, defaults, rules)))
+    }
+
+    fn has_unique_keys(&self, table: &str) -> bool {
+        self.catalog.dataset(table).is_some_and(|d| d.constraints.iter().any(|c| c.kind == "p" || c.kind == "u"))
+    }
+
+    fn key_lock(&self, table: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.key_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(table.to_string()).or_default().clone()
+    }
+
+}
+
 fn strip_options(statement: DFStatement) -> (DFStatement, Option<String>) {
     let DFStatement::Statement(mut s) = statement else {
         return (statement, None);
     };
     let mut bucket = None;
+    identity::unmark(s.as_mut());
     if let Statement::CreateTable(ct) = s.as_mut() {
         if let CreateTableOptions::With(options) = &mut ct.table_options {
             options.retain(|o| match o {

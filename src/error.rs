@@ -110,6 +110,13 @@ pub enum Error {
     CorruptCatalog { path: String, reason: String },
     #[error("internal error: {0}")]
     Internal(String),
+    /// An error whose SQLSTATE is PostgreSQL's own for a condition with no variant
+    /// of its own here: integrity violations (23502 not null, 23505 unique, 23514
+    /// check), 55000 (currval before nextval), 2200H (sequence exhausted), 428C9
+    /// (a value for a GENERATED ALWAYS column). A line `DETAIL: …` in the message
+    /// goes to the client as the error's DETAIL.
+    #[error("{1}")]
+    State(&'static str, String),
 }
 
 impl Error {
@@ -152,6 +159,7 @@ impl Error {
             Error::Io { .. } => "58030",
             Error::CorruptCatalog { .. } => "XX001",
             Error::Internal(_) => "XX000",
+            Error::State(code, _) => code,
         }
     }
 
@@ -232,6 +240,12 @@ impl Error {
             DataFusionError::ArrowError(e, _) => match *e {
                 datafusion::arrow::error::ArrowError::DivideByZero => Error::DivisionByZero,
                 datafusion::arrow::error::ArrowError::ArithmeticOverflow(m) => Error::NumericOutOfRange(m),
+                // A NULL in VALUES for a NOT NULL column: DataFusion types the VALUES
+                // list with the table's columns, and Arrow refuses the batch.
+                datafusion::arrow::error::ArrowError::InvalidArgumentError(m) if m.contains("is declared as non-nullable but contains null values") => {
+                    let at = m.split('\'').nth(1).and_then(|c| c.strip_prefix("column")).unwrap_or("?").to_string();
+                    Error::State("23502", format!("null value in a NOT NULL column violates not-null constraint (value {at} of the VALUES row)"))
+                }
                 other => Error::DataException(other.to_string()),
             },
             DataFusionError::ParquetError(e) => Error::DataException(e.to_string()),

@@ -108,6 +108,11 @@ impl Session {
         self
     }
 
+    /// Who runs this session, as the privilege checks take it.
+    pub fn identity(&self) -> crate::catalog::roles::Identity {
+        crate::catalog::roles::Identity { user: self.user.clone(), superuser: self.superuser }
+    }
+
     /// 42501 unless this session's user is a superuser; `what` names the action.
     pub fn require_superuser(&self, what: &str) -> Result<()> {
         if self.superuser {

@@ -48,9 +48,37 @@ pub struct DatasetRecord {
     /// Per-column facts found at ingest (source type, PII kind) (#6).
     #[serde(default)]
     pub columns: Vec<ColumnMeta>,
+    /// Column DEFAULTs as SQL text, SERIAL's `nextval('…')` included (#14).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub defaults: std::collections::BTreeMap<String, String>,
+    /// `GENERATED ALWAYS AS IDENTITY` columns: an INSERT may not give them a value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identity_always: Vec<String>,
+    /// PRIMARY KEY, UNIQUE, CHECK (enforced on INSERT) and FOREIGN KEY (kept) (#14).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<ConstraintRecord>,
     /// Owner and ACL (#13); records from before have neither (open to every role).
     #[serde(default, flatten)]
     pub access: super::roles::Access,
+}
+
+/// One constraint of a table, as `pg_constraint` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConstraintRecord {
+    pub name: String,
+    /// pg_constraint.contype: `p` primary key, `u` unique, `c` check, `f` foreign key.
+    pub kind: String,
+    pub columns: Vec<String>,
+    /// The CHECK expression, as SQL.
+    #[serde(default)]
+    pub check: Option<String>,
+    /// FOREIGN KEY: the referenced table and columns, and the actions as written.
+    #[serde(default)]
+    pub references: Option<(String, Vec<String>)>,
+    #[serde(default)]
+    pub on_delete: Option<String>,
+    #[serde(default)]
+    pub on_update: Option<String>,
 }
 
 /// One ingest into a dataset.
@@ -137,6 +165,12 @@ impl Catalog {
     /// Register (or with `replace`, overwrite) a dataset record durably.
     /// Returns the record it replaced, whose files the caller removes.
     pub fn put_dataset(&self, record: DatasetRecord, replace: bool) -> Result<Option<DatasetRecord>> {
+        self.put_table(record, replace, vec![])
+    }
+
+    /// [`Catalog::put_dataset`] with the sequences its SERIAL/identity columns own,
+    /// in the same write; a replaced table's own sequences go.
+    pub fn put_table(&self, record: DatasetRecord, replace: bool, sequences: Vec<super::sequences::SequenceRecord>) -> Result<Option<DatasetRecord>> {
         self.update(|s| {
             if !s.buckets.contains_key(&record.bucket) {
                 return Err(super::buckets::unknown_bucket(&record.bucket));
@@ -150,12 +184,29 @@ impl Catalog {
             if let Some(old) = s.datasets.get(&record.name) {
                 record.access = old.access.clone();
             }
+            if !sequences.is_empty() {
+                s.sequences.retain(|_, q| q.owned_by.as_ref().is_none_or(|(t, _)| t != &record.name));
+            }
+            for q in sequences {
+                if s.sequences.contains_key(&q.name) {
+                    return Err(Error::TableExists(q.name.clone()));
+                }
+                s.sequences.insert(q.name.clone(), q);
+            }
             Ok(s.datasets.insert(record.name.clone(), record))
         })
     }
 
+    /// Remove a dataset and the sequences its columns own (PostgreSQL drops a
+    /// SERIAL's sequence with its table).
     pub fn remove_dataset(&self, name: &str) -> Result<Option<DatasetRecord>> {
-        self.update(|s| Ok(s.datasets.remove(name)))
+        self.update(|s| {
+            let removed = s.datasets.remove(name);
+            if removed.is_some() {
+                s.sequences.retain(|_, q| q.owned_by.as_ref().is_none_or(|(t, _)| t != name));
+            }
+            Ok(removed)
+        })
     }
 }
 
@@ -172,6 +223,9 @@ pub fn new_record(name: &str, bucket: &str, location: String, source: &str) -> D
         created_at: now_rfc3339(),
         lineage: vec![],
         columns: vec![],
+        defaults: Default::default(),
+        identity_always: vec![],
+        constraints: vec![],
         access: Default::default(),
     }
 }

@@ -17,6 +17,7 @@ pub mod models;
 pub mod procedures;
 pub mod promotions;
 pub mod roles;
+pub mod sequences;
 pub mod trials;
 
 use std::collections::BTreeMap;
@@ -63,6 +64,9 @@ pub struct CatalogState {
     /// Added in #13; older catalogs have none.
     #[serde(default)]
     pub roles: roles::RoleState,
+    /// Added in #14; older catalogs have none.
+    #[serde(default)]
+    pub sequences: BTreeMap<String, sequences::SequenceRecord>,
 }
 
 pub struct Catalog {

@@ -38,8 +38,15 @@ pub fn to_pg_error(e: &Error) -> PgWireError {
 }
 
 /// An ERROR with `code` for the client (the session goes on).
+/// A message may carry PostgreSQL's DETAIL after a line `DETAIL: `.
 pub fn user_error(code: &str, message: String) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(SEVERITY_ERROR.to_owned(), code.to_owned(), message)))
+    let (message, detail) = match message.split_once("\nDETAIL: ") {
+        Some((m, d)) => (m.to_string(), Some(d.to_string())),
+        None => (message, None),
+    };
+    let mut info = ErrorInfo::new(SEVERITY_ERROR.to_owned(), code.to_owned(), message);
+    info.detail = detail;
+    PgWireError::UserError(Box::new(info))
 }
 
 fn error_info(e: &Error) -> ErrorInfo {

@@ -4,6 +4,8 @@
 pub mod hnsw;
 pub mod hnsw_graph;
 pub mod hnsw_scan;
+pub mod owned;
+pub mod pg_sequences;
 pub mod pg_type;
 pub mod remote;
 pub mod roles;

@@ -284,16 +284,20 @@ impl SchemaProvider for Overlay {
     }
 }
 
-/// `pg_catalog` with our pg_roles, pg_auth_members and pg_type over the library's.
+/// `pg_catalog` with our pg_roles, pg_auth_members, pg_type and `more` over the library's.
 pub fn pg_catalog(
     inner: Arc<dyn SchemaProvider>,
     catalog: &Arc<Catalog>,
     config: &Config,
     catalog_name: &str,
     pg_type: Arc<dyn TableProvider>,
+    more: Vec<(&str, Arc<dyn TableProvider>)>,
 ) -> Overlay {
     let mut extra: HashMap<String, Arc<dyn TableProvider>> = HashMap::new();
     extra.insert("pg_type".into(), pg_type);
+    for (name, t) in more {
+        extra.insert(name.to_string(), t);
+    }
     extra.insert("pg_roles".into(), Arc::new(RolesTable::new(View::PgRoles, catalog, config, catalog_name)));
     extra.insert("pg_auth_members".into(), Arc::new(RolesTable::new(View::PgAuthMembers, catalog, config, catalog_name)));
     Overlay { inner, extra }

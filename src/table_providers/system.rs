@@ -318,6 +318,12 @@ pub struct LiveTable {
     produce: Arc<dyn Fn() -> Result<Vec<ArrayRef>> + Send + Sync>,
 }
 
+impl LiveTable {
+    pub fn new(schema: SchemaRef, produce: impl Fn() -> Result<Vec<ArrayRef>> + Send + Sync + 'static) -> LiveTable {
+        LiveTable { schema, produce: Arc::new(produce) }
+    }
+}
+
 impl fmt::Debug for LiveTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "LiveTable")

@@ -8,6 +8,7 @@ pub mod has_privilege;
 pub mod pg_sleep;
 pub mod pii;
 pub mod psql_compat;
+pub mod sequence;
 pub mod vector;
 pub mod vector_ops;
 pub mod vector_search;

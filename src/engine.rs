@@ -21,6 +21,7 @@ pub mod ingest;
 pub mod limits;
 pub mod privileges;
 mod roles;
+mod scalar_index;
 mod sequences;
 pub mod split;
 pub mod tuning;
@@ -149,6 +150,8 @@ pub struct Engine {
     me: std::sync::Weak<Engine>,
     /// Attached databases by schema name (engine/attach.rs).
     remotes: std::sync::Mutex<HashMap<String, Arc<crate::table_providers::remote::RemoteSchema>>>,
+    /// Every open session, for pg_stat_activity and pg_cancel_backend (backends.rs).
+    backends: Arc<crate::backends::Backends>,
     /// The allocator behind nextval (catalog/sequences.rs).
     sequences: Arc<crate::catalog::sequences::Sequences>,
     /// INSERTs into a table with PRIMARY KEY/UNIQUE run one at a time per table: the
@@ -214,6 +217,7 @@ impl Engine {
             .ok_or_else(|| Error::Internal("default schema missing".into()))?;
         crate::table_providers::register_all(&catalog_provider, &catalog, &models)?;
         let sequences = Arc::new(crate::catalog::sequences::Sequences::new(catalog.clone()));
+        let backends = Arc::new(crate::backends::Backends::default());
         datafusion_pg_catalog::setup_pg_catalog(&template, CATALOG_NAME, EmptyContextProvider)
             .map_err(|e| Error::from_datafusion(*e))?;
         {
@@ -223,8 +227,11 @@ impl Engine {
                     Some(t) => crate::table_providers::pg_type::with_vector(&template, t).await?,
                     None => return Err(Error::Internal("pg_catalog has no pg_type".into())),
                 };
-                let more: Vec<(&str, Arc<dyn datafusion::catalog::TableProvider>)> =
-                    vec![(crate::table_providers::pg_sequences::NAME, Arc::new(crate::table_providers::pg_sequences::table(&catalog, &sequences)))];
+                use crate::table_providers::{pg_sequences, pg_stat_activity};
+                let more: Vec<(&str, Arc<dyn datafusion::catalog::TableProvider>)> = vec![
+                    (pg_sequences::NAME, Arc::new(pg_sequences::table(&catalog, &sequences))),
+                    (pg_stat_activity::NAME, Arc::new(pg_stat_activity::PgStatActivity::new(&backends))),
+                ];
                 catalog_provider.register_schema("pg_catalog", Arc::new(roles::pg_catalog(inner, &catalog, &config, CATALOG_NAME, pg_type, more)))?;
             }
             let info = Arc::new(datafusion::catalog::information_schema::InformationSchemaProvider::new(template.state().catalog_list().clone()));
@@ -268,6 +275,7 @@ impl Engine {
             me: me.clone(),
             remotes: Default::default(),
             sequences,
+            backends,
             key_locks: Default::default(),
             indexes,
             models,
@@ -353,16 +361,22 @@ impl Engine {
     /// A new session: its own DataFusion state (config, prepared statements) over the
     /// engine's shared catalogs and functions.
     pub fn new_session(&self, user: &str, database: &str) -> Session {
-        self.session_for(user, database, self.is_superuser(user))
+        self.session_for(user, database, self.is_superuser(user), None, None)
+    }
+
+    /// A client connection's session: `pid` is the process id the protocol gave it
+    /// (its cancel key's), shown by pg_stat_activity and pg_backend_pid().
+    pub fn new_client_session(&self, user: &str, database: &str, pid: i32, addr: std::net::SocketAddr) -> Session {
+        self.session_for(user, database, self.is_superuser(user), Some(pid), Some(addr))
     }
 
     /// A session with a superuser's rights whatever `user` is (the CLI: whoever
     /// can open the data directory owns it).
     pub fn new_superuser_session(&self, user: &str, database: &str) -> Session {
-        self.session_for(user, database, true)
+        self.session_for(user, database, true, None, None)
     }
 
-    fn session_for(&self, user: &str, database: &str, superuser: bool) -> Session {
+    fn session_for(&self, user: &str, database: &str, superuser: bool, pid: Option<i32>, addr: Option<std::net::SocketAddr>) -> Session {
         let id = uuid::Uuid::new_v4().to_string();
         let template = self.template.state();
         // Each session gets its own memory pool (object stores and caches stay
@@ -394,7 +408,11 @@ impl Engine {
         for f in crate::udf::sequence::functions(&identity, &id, &self.sequences, &self.catalog) {
             ctx.register_udf(f);
         }
-        Session::new(id, user.to_string(), database.to_string(), ctx).with_superuser(superuser)
+        let backend = self.backends.register(pid, user, database, addr);
+        for f in crate::udf::backend::functions(backend.pid, &identity, &self.backends) {
+            ctx.register_udf(f);
+        }
+        Session::new(id, user.to_string(), database.to_string(), ctx, backend).with_superuser(superuser)
     }
 
     /// [`Engine::execute`] on the query runtime: its threads have the stack the depth
@@ -402,10 +420,13 @@ impl Engine {
     /// statement is its error (XX000), never a partial answer.
     pub async fn execute_on_query_runtime(self: &Arc<Self>, session: &Arc<Session>, sql: &str) -> (Vec<QueryResult>, Option<Error>) {
         let (engine, s, sql) = (self.clone(), session.clone(), sql.to_string());
-        match self.executor.spawn(async move { engine.execute(&s, &sql).await }).await {
+        session.backend.begin(&sql);
+        let out = match self.executor.spawn(async move { engine.execute(&s, &sql).await }).await {
             Ok(r) => r,
             Err(e) => (vec![], Some(e)),
-        }
+        };
+        session.backend.end();
+        out
     }
 
     /// [`Engine::prepare`] on the query runtime.
@@ -422,7 +443,10 @@ impl Engine {
         params: Vec<ScalarValue>,
     ) -> Result<QueryResult> {
         let (engine, s) = (self.clone(), session.clone());
-        self.executor.spawn(async move { engine.execute_prepared(&s, &statement.statement, params).await }).await?
+        session.backend.begin(&statement.statement.sql);
+        let out = self.executor.spawn(async move { engine.execute_prepared(&s, &statement.statement, params).await }).await;
+        session.backend.end();
+        out?
     }
 
     async fn restore_datasets(&self) {
@@ -829,7 +853,7 @@ impl Engine {
             if let Statement::CreateTable(ct) = s.as_mut() {
                 let table = self.dataset_name(&TableReference::from(ct.name.to_string().as_str()))?;
                 let snapshot = self.catalog.snapshot();
-                let taken = |n: &str| snapshot.sequences.contains_key(n) || snapshot.datasets.contains_key(n);
+                let taken = |n: &str| scalar_index::relation_taken(&snapshot, n);
                 table_ddl = Some(create_table::prepare(ct, &table, &session.user, &taken)?);
             }
         }
@@ -1161,6 +1185,7 @@ impl Engine {
             defaults: Default::default(),
             identity_always: vec![],
             constraints: vec![],
+            indexes: vec![],
             access: crate::catalog::roles::Access::owned_by(&session.user),
         };
         let catalog = self.catalog.clone();
@@ -1570,7 +1595,7 @@ impl Engine {
         let inner = datasets::owned_parquet_table(rec)?;
         let schema = inner.schema();
         let not_null: Vec<usize> = schema.fields().iter().enumerate().filter(|(_, f)| !f.is_nullable()).map(|(i, _)| i).collect();
-        if rec.defaults.is_empty() && rec.constraints.is_empty() && not_null.is_empty() {
+        if rec.defaults.is_empty() && rec.constraints.is_empty() && not_null.is_empty() && !rec.indexes.iter().any(|i| i.unique) {
             return Ok(inner);
         }
         let state = self.template.state();
@@ -1594,11 +1619,14 @@ impl Engine {
                 _ => {}
             }
         }
+        for i in rec.indexes.iter().filter(|i| i.unique) {
+            rules.unique.push((i.name.clone(), i.columns.iter().map(|n| index(n)).collect::<Result<_>>()?));
+        }
         Ok(Arc::new(OwnedTable::new(inner, defaults, rules)))
     }
 
     fn has_unique_keys(&self, table: &str) -> bool {
-        self.catalog.dataset(table).is_some_and(|d| d.constraints.iter().any(|c| c.kind == "p" || c.kind == "u"))
+        self.catalog.dataset(table).is_some_and(|d| d.constraints.iter().any(|c| c.kind == "p" || c.kind == "u") || d.indexes.iter().any(|i| i.unique))
     }
 
     fn key_lock(&self, table: &str) -> Arc<tokio::sync::Mutex<()>> {

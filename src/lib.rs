@@ -10,6 +10,7 @@
 //! error.rs           one Error enum; every variant knows its SQLSTATE
 //! engine.rs          Engine::execute(sql): the single entry point for server and CLI
 //! session.rs         per-connection state: DataFusion context, SET variables, NOTICEs
+//! backends.rs        the live sessions as pg_stat_activity shows them; cancel/terminate
 //! executor.rs        the query runtime, apart from the one serving connections; statements
 //!                    run there (big stacks, a panic is the statement's error)
 //! panics.rs          the panic hook: counted, rate-limited reports
@@ -30,6 +31,7 @@
 // procedures' async blocks deeper than rustc's default layout depth of 128.
 #![recursion_limit = "256"]
 
+pub mod backends;
 pub mod bench;
 pub mod catalog;
 pub mod cli;

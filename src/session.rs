@@ -63,6 +63,10 @@ pub struct Session {
     /// Protocol-level statements a `DEALLOCATE` removed, for the server to drop from
     /// its store after the statement (None: all of them).
     pub deallocated: Mutex<Vec<Option<String>>>,
+    /// Settings the client gave in its start-up packet: RESET returns to them.
+    startup: Mutex<BTreeMap<String, String>>,
+    /// What pg_stat_activity shows of this session, and how to signal it.
+    pub backend: std::sync::Arc<crate::backends::Backend>,
     /// The options the session started with (the engine's: default catalog and
     /// schema, our extensions), which RESET returns to — not DataFusion's defaults.
     initial: datafusion::config::ConfigOptions,
@@ -86,9 +90,11 @@ fn canonical(name: &str) -> String {
 }
 
 impl Session {
-    pub fn new(id: String, user: String, database: String, ctx: SessionContext) -> Session {
+    pub fn new(id: String, user: String, database: String, ctx: SessionContext, backend: std::sync::Arc<crate::backends::Backend>) -> Session {
         let initial = ctx.state_ref().read().config_options().as_ref().clone();
         Session {
+            startup: Mutex::default(),
+            backend,
             id,
             user,
             database,
@@ -194,6 +200,9 @@ impl Session {
                 "invalid value for parameter \"embedding.batch_size\": \"{value}\"; it takes an integer between 1 and 2048"
             )));
         }
+        if name == "application_name" {
+            *self.backend.application_name.lock().unwrap_or_else(|p| p.into_inner()) = value.to_string();
+        }
         self.vars.lock().unwrap_or_else(|p| p.into_inner()).insert(name, value.to_string());
         Ok(())
     }
@@ -236,7 +245,9 @@ impl Session {
         let mut vars = self.vars.lock().unwrap_or_else(|p| p.into_inner());
         match name.map(canonical) {
             None => {
-                vars.clear();
+                *vars = self.startup.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                drop(vars);
+                self.sync_application_name();
                 let state = self.ctx.state_ref();
                 let mut state = state.write();
                 *state.config_mut().options_mut() = self.initial.clone();
@@ -263,9 +274,34 @@ impl Session {
                 if vars.remove(&n).is_none() && !DEFAULTS.iter().any(|(d, _, _)| *d == n) && !n.contains('.') {
                     return Err(Error::UnknownSetting(n));
                 }
+                if let Some(v) = self.startup.lock().unwrap_or_else(|p| p.into_inner()).get(&n) {
+                    vars.insert(n.clone(), v.clone());
+                }
+                drop(vars);
+                self.sync_application_name();
                 Ok(())
             }
         }
+    }
+
+    /// Settings from the client's start-up packet (`application_name`, `TimeZone`,
+    /// `DateStyle`, …): set now, and what RESET returns to. Unknown or invalid ones
+    /// are ignored, as drivers send parameters a server may not know.
+    pub fn apply_startup(&self, params: &[(String, String)]) {
+        for (name, value) in params {
+            if self.set(name, value).is_ok() {
+                let name = canonical(name);
+                let kept = self.vars.lock().unwrap_or_else(|p| p.into_inner()).get(&name).cloned();
+                if let Some(v) = kept {
+                    self.startup.lock().unwrap_or_else(|p| p.into_inner()).insert(name, v);
+                }
+            }
+        }
+    }
+
+    fn sync_application_name(&self) {
+        let name = self.vars.lock().unwrap_or_else(|p| p.into_inner()).get("application_name").cloned().unwrap_or_default();
+        *self.backend.application_name.lock().unwrap_or_else(|p| p.into_inner()) = name;
     }
 
     /// `SHOW ALL`: (name, setting, description).
@@ -297,7 +333,8 @@ mod tests {
     use super::*;
 
     fn session() -> Session {
-        Session::new("s".into(), "u".into(), "d".into(), SessionContext::new())
+        let backend = crate::backends::Backends::default().register(None, "u", "d", None);
+        Session::new("s".into(), "u".into(), "d".into(), SessionContext::new(), backend)
     }
 
     #[test]

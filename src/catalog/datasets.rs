@@ -57,9 +57,27 @@ pub struct DatasetRecord {
     /// PRIMARY KEY, UNIQUE, CHECK (enforced on INSERT) and FOREIGN KEY (kept) (#14).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub constraints: Vec<ConstraintRecord>,
+    /// B-tree (and hash) indexes: kept for the catalog views, UNIQUE ones enforced
+    /// on INSERT (#14); scans do not use them yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indexes: Vec<ScalarIndexRecord>,
     /// Owner and ACL (#13); records from before have neither (open to every role).
     #[serde(default, flatten)]
     pub access: super::roles::Access,
+}
+
+/// A `CREATE [UNIQUE] INDEX … [USING btree|hash] (columns)`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ScalarIndexRecord {
+    pub name: String,
+    /// `btree` or `hash`.
+    pub method: String,
+    pub columns: Vec<String>,
+    pub unique: bool,
+    /// Per column: DESC (PostgreSQL's default is ASC).
+    #[serde(default)]
+    pub descending: Vec<bool>,
+    pub created_at: String,
 }
 
 /// One constraint of a table, as `pg_constraint` shows it.
@@ -226,6 +244,7 @@ pub fn new_record(name: &str, bucket: &str, location: String, source: &str) -> D
         defaults: Default::default(),
         identity_always: vec![],
         constraints: vec![],
+        indexes: vec![],
         access: Default::default(),
     }
 }

@@ -239,7 +239,7 @@ pub fn prepare(ct: &mut CreateTable, table: &str, owner: &str, relation_taken: &
     for c in &ddl.constraints {
         for col in &c.columns {
             if !column_names.contains(col) {
-                return Err(Error::ColumnNotFound(format!("column \"{col}\" named in key does not exist")));
+                return Err(Error::ColumnNotFound(format!("\"{col}\" named in key does not exist")));
             }
         }
         if c.kind == "p" {

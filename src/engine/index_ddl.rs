@@ -207,9 +207,7 @@ impl Engine {
     pub(super) async fn create_index(&self, session: &Session, ci: &CreateIndex) -> Result<QueryResult> {
         let method = ci.using.as_ref().map(|u| u.to_string().to_lowercase()).unwrap_or_else(|| "btree".into());
         if method != "hnsw" {
-            return Err(Error::NotSupported(format!(
-                "index method {method} (lakehouse builds vector indexes: CREATE INDEX … USING hnsw (col vector_l2_ops))"
-            )));
+            return self.create_scalar_index(session, ci, &method).await;
         }
         if ci.unique {
             return Err(Error::NotSupported("unique hnsw indexes".into()));
@@ -230,12 +228,13 @@ impl Engine {
         let mut params = with_params(&ci.with)?;
         let name = match &ci.name {
             Some(n) => n.0.last().map(|p| p.to_string()).unwrap_or_default().trim_matches('"').to_string(),
-            None => format!("{table}_{column}_idx"),
+            // A second unnamed index on the column is `…_idx1`, as in PostgreSQL.
+            None => super::scalar_index::default_index_name(&self.catalog.snapshot(), &table, std::slice::from_ref(&column)),
         };
         crate::catalog::buckets::validate_name("index", &name)?;
 
         let _ddl = self.ddl.lock().await;
-        if self.catalog.index(&name).is_some() || self.catalog.dataset(&name).is_some() {
+        if super::scalar_index::relation_taken(&self.catalog.snapshot(), &name) {
             if ci.if_not_exists {
                 session.notice(format!("relation \"{name}\" already exists, skipping"));
                 return Ok(QueryResult::command("CREATE INDEX"));
@@ -349,6 +348,9 @@ impl Engine {
         let _ddl = self.ddl.lock().await;
         for n in names {
             let name = n.0.last().map(|p| p.to_string()).unwrap_or_default().trim_matches('"').to_string();
+            if self.drop_scalar_index(session, &name).await? {
+                continue;
+            }
             self.require_index_owner(session, &name)?;
             let catalog = self.catalog.clone();
             let nn = name.clone();

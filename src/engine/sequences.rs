@@ -330,7 +330,7 @@ impl Engine {
         self.require_owner(session, &crate::catalog::roles::Object::Table(table.clone()))?;
         let has = rec.arrow_schema()?.is_some_and(|s| s.field_with_name(column).is_ok());
         if !has {
-            return Err(Error::ColumnNotFound(format!("column \"{column}\" of relation \"{table}\" does not exist")));
+            return Err(Error::ColumnNotFound(format!("\"{column}\" of relation \"{table}\" does not exist")));
         }
         Ok(Some((table.clone(), column.clone())))
     }

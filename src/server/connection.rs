@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use futures::{FutureExt, SinkExt};
-use pgwire::api::{ClientInfo, DefaultClient, METADATA_USER, PgWireConnectionState};
+use pgwire::api::{ClientInfo, ConnectionHandle, DefaultClient, METADATA_USER, PgWireConnectionState};
 use pgwire::error::{ErrorInfo, PgWireError, SEVERITY_FATAL};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::server::{MaybeTls, PgWireMessageServerCodec, process_error, process_message};
@@ -36,6 +36,49 @@ use super::frames::{self, FrameReader, Incoming};
 use crate::engine::Prepared;
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// pg_terminate_backend's request to close this connection.
+#[derive(Default)]
+pub struct Terminator {
+    requested: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Terminator {
+    fn requested(&self) -> bool {
+        self.requested.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// How pg_cancel_backend and pg_terminate_backend reach a client connection.
+pub struct ServerControl {
+    cancel: Option<Arc<ConnectionHandle>>,
+    terminate: Arc<Terminator>,
+}
+
+impl ServerControl {
+    /// The connection's, from its extensions (None before the connection loop set them).
+    pub fn of(extensions: &pgwire::api::SessionExtensions) -> Option<ServerControl> {
+        let terminate = extensions.get::<Terminator>()?;
+        Some(ServerControl { cancel: extensions.get::<Arc<ConnectionHandle>>().map(|h| (*h).clone()), terminate })
+    }
+}
+
+impl crate::backends::BackendControl for ServerControl {
+    fn cancel(&self) {
+        if let Some(h) = self.cancel.clone() {
+            tokio::spawn(async move {
+                h.cancel().await;
+            });
+        }
+    }
+
+    fn terminate(&self) {
+        self.terminate.requested.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.terminate.notify.notify_one();
+        self.cancel();
+    }
+}
 
 type Socket = Framed<MaybeTls, PgWireMessageServerCodec<Prepared>>;
 
@@ -55,6 +98,7 @@ pub async fn handle(socket: TcpStream, addr: SocketAddr, h: Arc<Handlers>) -> io
     let codec = PgWireMessageServerCodec::<Prepared>::new(DefaultClient::new(addr, is_tls));
     let mut socket = Framed::new(io, codec);
     socket.set_state(PgWireConnectionState::AwaitingStartup);
+    let terminator = socket.session_extensions().get_or_insert_with(Terminator::default);
     let mut reader = FrameReader::new(h.max_message_bytes, &first);
     let mut password_messages = 0usize;
 
@@ -71,8 +115,16 @@ pub async fn handle(socket: TcpStream, addr: SocketAddr, h: Arc<Handlers>) -> io
                 f = next => f,
             }
         } else {
-            next.await
+            tokio::select! {
+                _ = terminator.notify.notified() => None,
+                f = next => Some(f),
+            }
+            .unwrap_or(Ok(None))
         };
+        if terminator.requested() {
+            let _ = fatal(&mut socket, "57P01", "terminating connection due to administrator command").await;
+            return Ok(());
+        }
         let frame = match frame {
             Ok(Some(f)) => f,
             Ok(None) => return Ok(()),
@@ -204,8 +256,16 @@ pub async fn handle(socket: TcpStream, addr: SocketAddr, h: Arc<Handlers>) -> io
         if is_cancel {
             return Ok(());
         }
-        if authenticating && matches!(socket.state(), PgWireConnectionState::ReadyForQuery) {
-            h.throttle.record_success(addr.ip());
+        if (starting || authenticating) && matches!(socket.state(), PgWireConnectionState::ReadyForQuery) {
+            if authenticating {
+                h.throttle.record_success(addr.ip());
+            }
+            // Listed in pg_stat_activity from now on, not only after a first query.
+            super::handler::session_for(&h.engine, &socket);
+        }
+        if terminator.requested() {
+            let _ = fatal(&mut socket, "57P01", "terminating connection due to administrator command").await;
+            return Ok(());
         }
     }
 }

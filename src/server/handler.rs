@@ -58,10 +58,29 @@ fn error_info(e: &Error) -> ErrorInfo {
 
 /// The connection's session, created on first use from the startup parameters.
 pub fn session_for<C: ClientInfo + ?Sized>(engine: &Engine, client: &C) -> Arc<Session> {
-    client.session_extensions().get_or_insert_with(|| {
+    let extensions = client.session_extensions();
+    if let Some(s) = extensions.get::<Session>() {
+        return s;
+    }
+    // Read before get_or_insert_with, which holds the extensions' lock while it makes
+    // the session.
+    let control = super::connection::ServerControl::of(extensions);
+    extensions.get_or_insert_with(|| {
         let user = client.metadata().get(METADATA_USER).cloned().unwrap_or_default();
         let db = client.metadata().get(METADATA_DATABASE).cloned().unwrap_or_else(|| user.clone());
-        engine.new_session(&user, &db)
+        let session = engine.new_client_session(&user, &db, client.pid_and_secret_key().0, client.socket_addr());
+        // The start-up packet's settings (application_name, TimeZone, DateStyle, …).
+        let params: Vec<(String, String)> = client
+            .metadata()
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), METADATA_USER | METADATA_DATABASE | "options" | "replication"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        session.apply_startup(&params);
+        if let Some(c) = control {
+            session.backend.set_control(Arc::new(c));
+        }
+        session
     })
 }
 

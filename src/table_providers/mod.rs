@@ -6,6 +6,7 @@ pub mod hnsw_graph;
 pub mod hnsw_scan;
 pub mod owned;
 pub mod pg_sequences;
+pub mod pg_stat_activity;
 pub mod pg_type;
 pub mod remote;
 pub mod roles;

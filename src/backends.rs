@@ -1,0 +1,174 @@
+//! Every open session as `pg_stat_activity` shows it (#14): its process id, who and
+//! where it is, what it runs now; and how to cancel its statement or end its
+//! connection (`pg_cancel_backend`, `pg_terminate_backend`). A session owns its
+//! [`Backend`]; the registry holds weak references, so a closed session is gone from
+//! it without any unregistering. The server gives each client session a
+//! [`BackendControl`] (the protocol's cancel key and a way to close the socket);
+//! in-process sessions have none.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use chrono::{DateTime, Utc};
+
+/// What the server does for pg_cancel_backend / pg_terminate_backend.
+pub trait BackendControl: Send + Sync {
+    /// Cancel the statement running now, as a CancelRequest would.
+    fn cancel(&self);
+    /// Cancel it and close the connection (FATAL 57P01).
+    fn terminate(&self);
+}
+
+/// `state` and `query` of pg_stat_activity.
+#[derive(Debug, Clone)]
+pub struct Activity {
+    pub state: &'static str,
+    pub query: String,
+    pub query_start: Option<DateTime<Utc>>,
+    pub state_change: DateTime<Utc>,
+}
+
+pub struct Backend {
+    pub pid: i32,
+    pub user: String,
+    pub database: String,
+    pub client_addr: Option<SocketAddr>,
+    pub backend_start: DateTime<Utc>,
+    pub application_name: Mutex<String>,
+    activity: Mutex<Activity>,
+    control: Mutex<Option<Arc<dyn BackendControl>>>,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Backend({})", self.pid)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Backend {
+    /// The session starts running `query`.
+    pub fn begin(&self, query: &str) {
+        let now = Utc::now();
+        *lock(&self.activity) = Activity { state: "active", query: query.to_string(), query_start: Some(now), state_change: now };
+    }
+
+    /// The statement ended; the last query stays shown, as in PostgreSQL.
+    pub fn end(&self) {
+        let mut a = lock(&self.activity);
+        a.state = "idle";
+        a.state_change = Utc::now();
+    }
+
+    pub fn activity(&self) -> Activity {
+        lock(&self.activity).clone()
+    }
+
+    pub fn set_control(&self, control: Arc<dyn BackendControl>) {
+        *lock(&self.control) = Some(control);
+    }
+
+    /// False when the session has no connection to signal (in-process).
+    pub fn cancel(&self) -> bool {
+        match lock(&self.control).clone() {
+            Some(c) => {
+                c.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn terminate(&self) -> bool {
+        match lock(&self.control).clone() {
+            Some(c) => {
+                c.terminate();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The registry of live sessions.
+#[derive(Debug)]
+pub struct Backends {
+    live: Mutex<BTreeMap<i32, Weak<Backend>>>,
+    next_pid: AtomicI32,
+}
+
+impl Default for Backends {
+    fn default() -> Self {
+        // In-process sessions count from here; the server's come from the protocol's
+        // random process ids, never taken twice while both live.
+        Backends { live: Mutex::default(), next_pid: AtomicI32::new(10_000) }
+    }
+}
+
+impl Backends {
+    /// A new backend, registered; `pid` None picks one.
+    pub fn register(&self, pid: Option<i32>, user: &str, database: &str, client_addr: Option<SocketAddr>) -> Arc<Backend> {
+        let mut live = lock(&self.live);
+        live.retain(|_, b| b.strong_count() > 0);
+        let pid = match pid {
+            Some(p) if !live.contains_key(&p) => p,
+            _ => loop {
+                let p = self.next_pid.fetch_add(1, Ordering::Relaxed);
+                if p > 0 && !live.contains_key(&p) {
+                    break p;
+                }
+            },
+        };
+        let now = Utc::now();
+        let backend = Arc::new(Backend {
+            pid,
+            user: user.to_string(),
+            database: database.to_string(),
+            client_addr,
+            backend_start: now,
+            application_name: Mutex::new(String::new()),
+            activity: Mutex::new(Activity { state: "idle", query: String::new(), query_start: None, state_change: now }),
+            control: Mutex::new(None),
+        });
+        live.insert(pid, Arc::downgrade(&backend));
+        backend
+    }
+
+    /// The live backends, by pid.
+    pub fn all(&self) -> Vec<Arc<Backend>> {
+        lock(&self.live).values().filter_map(Weak::upgrade).collect()
+    }
+
+    pub fn get(&self, pid: i32) -> Option<Arc<Backend>> {
+        lock(&self.live).get(&pid).and_then(Weak::upgrade)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_session_leaves_the_registry_and_pids_are_not_shared() {
+        let b = Backends::default();
+        let one = b.register(Some(7), "a", "d", None);
+        let two = b.register(Some(7), "b", "d", None);
+        assert_eq!(one.pid, 7);
+        assert_ne!(two.pid, 7);
+        assert_eq!(b.all().len(), 2);
+        drop(one);
+        assert_eq!(b.all().iter().map(|x| x.pid).collect::<Vec<_>>(), vec![two.pid]);
+        assert!(b.get(7).is_none());
+        two.begin("SELECT 1");
+        assert_eq!(two.activity().state, "active");
+        two.end();
+        assert_eq!(two.activity().state, "idle");
+        assert_eq!(two.activity().query, "SELECT 1");
+        assert!(!two.cancel(), "an in-process session has nothing to signal");
+    }
+}

@@ -1,0 +1,179 @@
+//! `CREATE [UNIQUE] INDEX … [USING btree | hash] (columns)` and its `DROP INDEX` (#14).
+//!
+//! Tools create these for every foreign key and lookup column (SQLAlchemy's and
+//! Django's schemas, pgvector's examples). The index is a catalog record on its
+//! table, shown by the catalog views; a UNIQUE one is enforced on every INSERT
+//! (23505), and creating one over duplicate rows fails as in PostgreSQL. Scans do
+//! not use them yet: a query gives the same rows with or without one.
+
+use datafusion::common::TableReference;
+use datafusion::sql::sqlparser::ast::{self, CreateIndex};
+
+use super::{Engine, QueryResult, Session};
+use crate::catalog::CatalogState;
+use crate::catalog::datasets::ScalarIndexRecord;
+use crate::error::{Error, Result};
+
+/// Is `name` a relation already: a table, view, sequence, index, or the index of a
+/// PRIMARY KEY / UNIQUE constraint (PostgreSQL's relations share one namespace)?
+pub fn relation_taken(state: &CatalogState, name: &str) -> bool {
+    state.datasets.contains_key(name)
+        || state.indexes.contains_key(name)
+        || state.sequences.contains_key(name)
+        || state.datasets.values().any(|d| {
+            d.indexes.iter().any(|i| i.name == name) || d.constraints.iter().any(|c| (c.kind == "p" || c.kind == "u") && c.name == name)
+        })
+}
+
+/// PostgreSQL's name for an unnamed index: `<table>_<columns>_idx`, numbered when taken.
+pub fn default_index_name(state: &CatalogState, table: &str, columns: &[String]) -> String {
+    let base = format!("{table}_{}_idx", columns.join("_"));
+    let mut name = base.clone();
+    let mut n = 1;
+    while relation_taken(state, &name) {
+        name = format!("{base}{n}");
+        n += 1;
+    }
+    name
+}
+
+fn column_name(c: &ast::IndexColumn) -> Result<String> {
+    match &c.column.expr {
+        ast::Expr::Identifier(i) => Ok(if i.quote_style.is_some() { i.value.clone() } else { i.value.to_lowercase() }),
+        other => Err(Error::NotSupported(format!("indexes on expressions ({other}); index a column"))),
+    }
+}
+
+impl Engine {
+    pub(super) async fn create_scalar_index(&self, session: &Session, ci: &CreateIndex, method: &str) -> Result<QueryResult> {
+        if matches!(method, "gin" | "gist" | "brin" | "spgist" | "ivfflat" | "ivf_pq" | "ivf_flat" | "ivf_hnsw_sq") {
+            return Err(Error::NotSupported(format!(
+                "index method {method} (lakehouse has btree, hash and, for vectors, hnsw: CREATE INDEX … USING hnsw (col vector_l2_ops))"
+            )));
+        }
+        if !matches!(method, "btree" | "hash") {
+            return Err(Error::UndefinedObject(format!(
+                "access method \"{method}\" does not exist; lakehouse has btree, hash and hnsw (vectors)"
+            )));
+        }
+        if ci.predicate.is_some() {
+            return Err(Error::NotSupported("partial indexes (CREATE INDEX … WHERE)".into()));
+        }
+        if !ci.include.is_empty() {
+            return Err(Error::NotSupported("INCLUDE columns in an index".into()));
+        }
+        if method == "hash" && (ci.unique || ci.columns.len() != 1) {
+            return Err(Error::NotSupported("hash indexes are on one column and not unique (PostgreSQL's rule)".into()));
+        }
+        let table = self.dataset_name(&TableReference::from(ci.table_name.to_string()))?;
+        self.require_owner(session, &crate::catalog::roles::Object::Table(table.clone()))?;
+        let columns: Vec<String> = ci.columns.iter().map(column_name).collect::<Result<_>>()?;
+        let descending: Vec<bool> = ci.columns.iter().map(|c| c.column.options.asc == Some(false)).collect();
+        let _ddl = self.ddl.lock().await;
+        let rec = self.catalog.dataset(&table).ok_or_else(|| Error::TableNotFound(table.clone()))?;
+        if !rec.owned {
+            return Err(Error::NotSupported(format!(
+                "indexes on {} (only tables created in lakehouse can be indexed)",
+                if rec.is_view() { "views" } else { "external tables" }
+            )));
+        }
+        let schema = rec.arrow_schema()?.ok_or_else(|| Error::Internal(format!("dataset {table} has no schema")))?;
+        for c in &columns {
+            if schema.field_with_name(c).is_err() {
+                return Err(Error::ColumnNotFound(format!("\"{c}\" does not exist")));
+            }
+        }
+        let state = self.catalog.snapshot();
+        let name = match &ci.name {
+            Some(n) => n.0.last().and_then(|p| p.as_ident()).map(|i| if i.quote_style.is_some() { i.value.clone() } else { i.value.to_lowercase() }).unwrap_or_default(),
+            None => default_index_name(&state, &table, &columns),
+        };
+        if relation_taken(&state, &name) {
+            if ci.if_not_exists {
+                session.notice(format!("relation \"{name}\" already exists, skipping"));
+                return Ok(QueryResult::command("CREATE INDEX"));
+            }
+            return Err(Error::TableExists(name));
+        }
+        if ci.unique {
+            self.check_no_duplicates(session, &table, &name, &columns).await?;
+        }
+        let index = ScalarIndexRecord {
+            name,
+            method: method.to_string(),
+            columns,
+            unique: ci.unique,
+            descending,
+            created_at: crate::catalog::now_rfc3339(),
+        };
+        let catalog = self.catalog.clone();
+        crate::catalog::blocking(move || {
+            catalog.update(|s| {
+                let d = s.datasets.get_mut(&table).ok_or_else(|| Error::TableNotFound(table.clone()))?;
+                d.indexes.push(index);
+                Ok(())
+            })
+        })
+        .await?;
+        self.reload_owned_table(&rec.name).await?;
+        Ok(QueryResult::command("CREATE INDEX"))
+    }
+
+    /// 23505 when two rows of `table` share a key of `columns` (NULLs never clash).
+    async fn check_no_duplicates(&self, session: &Session, table: &str, index: &str, columns: &[String]) -> Result<()> {
+        let quoted: Vec<String> = columns.iter().map(|c| format!("\"{}\"", c.replace('"', "\"\""))).collect();
+        let keys = quoted.join(", ");
+        let not_null = quoted.iter().map(|c| format!("{c} IS NOT NULL")).collect::<Vec<_>>().join(" AND ");
+        let texts = quoted.iter().map(|c| format!("CAST({c} AS VARCHAR)")).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT {texts} FROM \"{}\" WHERE {not_null} GROUP BY {keys} HAVING count(*) > 1 LIMIT 1",
+            table.replace('"', "\"\"")
+        );
+        let df = session.ctx.sql(&sql).await?;
+        let batches = df.collect().await?;
+        if let Some(b) = batches.iter().find(|b| b.num_rows() > 0) {
+            let values: Vec<String> = (0..b.num_columns())
+                .map(|i| datafusion::arrow::util::display::array_value_to_string(b.column(i), 0).unwrap_or_default())
+                .collect();
+            return Err(Error::State(
+                "23505",
+                format!(
+                    "could not create unique index \"{index}\"\nDETAIL: Key ({})=({}) is duplicated.",
+                    columns.join(", "),
+                    values.join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// DROP INDEX of a scalar index; false when `name` is none.
+    pub(super) async fn drop_scalar_index(&self, session: &Session, name: &str) -> Result<bool> {
+        let Some(table) = self.catalog.snapshot().datasets.values().find(|d| d.indexes.iter().any(|i| i.name == name)).map(|d| d.name.clone()) else {
+            return Ok(false);
+        };
+        self.require_owner(session, &crate::catalog::roles::Object::Table(table.clone()))?;
+        let catalog = self.catalog.clone();
+        let (t, n) = (table.clone(), name.to_string());
+        crate::catalog::blocking(move || {
+            catalog.update(|s| {
+                if let Some(d) = s.datasets.get_mut(&t) {
+                    d.indexes.retain(|i| i.name != n);
+                }
+                Ok(())
+            })
+        })
+        .await?;
+        self.reload_owned_table(&table).await?;
+        Ok(true)
+    }
+
+    /// Register the table's provider again after its rules changed.
+    async fn reload_owned_table(&self, table: &str) -> Result<()> {
+        let rec = self.catalog.dataset(table).ok_or_else(|| Error::TableNotFound(table.to_string()))?;
+        let provider = self.owned_table(&rec)?;
+        self.data_schema.deregister_table(table)?;
+        self.data_schema.register_table(table.to_string(), provider)?;
+        Ok(())
+    }
+}

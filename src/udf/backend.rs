@@ -1,0 +1,114 @@
+//! `pg_backend_pid()`, `pg_cancel_backend(pid)` and `pg_terminate_backend(pid)` (#14),
+//! as PostgreSQL has them. Each session gets its own copies: `pg_backend_pid` is its
+//! process id, and the signal functions know who asks. A role may signal its own
+//! sessions; a superuser any; signalling another role's session is 42501. A pid
+//! that is no session gives false, as in PostgreSQL.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, BooleanBuilder, Int32Array};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
+
+use crate::backends::Backends;
+use crate::catalog::roles::Identity;
+use crate::error::Error;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    BackendPid,
+    Cancel,
+    Terminate,
+}
+
+pub struct BackendFn {
+    kind: Kind,
+    signature: Signature,
+    pid: i32,
+    me: Identity,
+    backends: Arc<Backends>,
+}
+
+impl PartialEq for BackendFn {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.pid == other.pid
+    }
+}
+impl Eq for BackendFn {}
+impl std::hash::Hash for BackendFn {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.kind.hash(state);
+        self.pid.hash(state);
+    }
+}
+impl std::fmt::Debug for BackendFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}(pid {})", self.kind, self.pid)
+    }
+}
+
+/// The functions of the session with process id `pid`, run by `me`.
+pub fn functions(pid: i32, me: &Identity, backends: &Arc<Backends>) -> Vec<ScalarUDF> {
+    [
+        (Kind::BackendPid, Signature::nullary(Volatility::Stable)),
+        (Kind::Cancel, Signature::uniform(1, vec![DataType::Int32], Volatility::Volatile)),
+        (Kind::Terminate, Signature::uniform(1, vec![DataType::Int32], Volatility::Volatile)),
+    ]
+    .into_iter()
+    .map(|(kind, signature)| ScalarUDF::new_from_impl(BackendFn { kind, signature, pid, me: me.clone(), backends: backends.clone() }))
+    .collect()
+}
+
+impl BackendFn {
+    fn signal(&self, pid: i32) -> Result<bool, Error> {
+        let Some(target) = self.backends.get(pid) else { return Ok(false) };
+        let what = if self.kind == Kind::Cancel { "cancel" } else { "terminate" };
+        if !self.me.superuser && target.user != self.me.user {
+            return Err(Error::InsufficientPrivilege(format!(
+                "permission denied to {what} process {pid}: only a superuser or the role \"{}\" whose session it is may",
+                target.user
+            )));
+        }
+        Ok(if self.kind == Kind::Cancel { target.cancel() } else { target.terminate() })
+    }
+}
+
+impl ScalarUDFImpl for BackendFn {
+    fn name(&self) -> &str {
+        match self.kind {
+            Kind::BackendPid => "pg_backend_pid",
+            Kind::Cancel => "pg_cancel_backend",
+            Kind::Terminate => "pg_terminate_backend",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(if self.kind == Kind::BackendPid { DataType::Int32 } else { DataType::Boolean })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        if self.kind == Kind::BackendPid {
+            return Ok(ColumnarValue::Scalar(ScalarValue::Int32(Some(self.pid))));
+        }
+        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let pids = cast(&args.args[0].to_array(args.number_rows)?, &DataType::Int32)?;
+        let pids = pids.as_any().downcast_ref::<Int32Array>().ok_or_else(|| Error::Internal("pid argument".into()).into_datafusion())?;
+        let mut out = BooleanBuilder::with_capacity(pids.len());
+        for i in 0..pids.len() {
+            if pids.is_null(i) {
+                out.append_null();
+            } else {
+                out.append_value(self.signal(pids.value(i)).map_err(Error::into_datafusion)?);
+            }
+        }
+        let out = out.finish();
+        Ok(if scalar && out.len() == 1 { ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?) } else { ColumnarValue::Array(Arc::new(out)) })
+    }
+}

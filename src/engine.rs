@@ -12,7 +12,9 @@ mod attach;
 pub mod column_names;
 mod confine;
 pub mod create_table;
+mod comment;
 mod current_setting;
+mod custom;
 mod pg_catalog_names;
 mod fast_knn;
 mod identity;
@@ -515,17 +517,16 @@ impl Engine {
         // ATTACH/DETACH take DuckDB's syntax (`ATTACH 'url' AS name (TYPE mysql)`);
         // PostgreSQL has neither statement.
         let first = sql.trim_start().split_whitespace().next().unwrap_or("").to_lowercase();
-        // CREATE/ALTER SEQUENCE are parsed by engine/sequences.rs, each statement of
-        // a batch on its own.
-        if sql.to_ascii_lowercase().contains("sequence") {
+        // Statements sqlparser does not take (engine/custom.rs), each statement of a
+        // batch on its own.
+        if custom::may_contain(sql) {
             let parts = split::split_statements(sql)?;
-            if parts.iter().any(|p| sequences::is_sequence_ddl(p)) {
+            if parts.iter().any(|p| custom::detect(p).is_some()) {
                 let mut out = vec![];
                 for p in parts {
-                    if sequences::is_sequence_ddl(&p) {
-                        out.push(DFStatement::Statement(Box::new(sequences::sequence_ddl_call(&p)?)));
-                    } else {
-                        out.extend(self.parse(&p)?);
+                    match custom::detect(&p) {
+                        Some(kind) => out.push(DFStatement::Statement(Box::new(custom::to_call(kind, &p)?))),
+                        None => out.extend(self.parse(&p)?),
                     }
                 }
                 return Ok(out);
@@ -761,7 +762,7 @@ impl Engine {
         match statement {
             DFStatement::Reset(_) => Some(None),
             DFStatement::Statement(s) => match s.as_ref() {
-                Statement::Call(f) if f.name.to_string() == sequences::SEQUENCE_DDL_CALL => Some(None),
+                Statement::Call(f) if f.name.to_string().eq_ignore_ascii_case(custom::CALL) => Some(None),
                 Statement::Call(f) => {
                     let name = f.name.to_string().to_lowercase();
                     Some(self.procedures.get(name.as_str()).map(|p| p.output_schema()))
@@ -782,6 +783,7 @@ impl Engine {
                 | Statement::CreateRole(_)
                 | Statement::CreateExtension(_)
                 | Statement::Grant(_)
+                | Statement::Comment { .. }
                 | Statement::Deallocate { .. }
                 | Statement::AlterIndex { .. }
                 | Statement::CreateTable(_)
@@ -808,8 +810,12 @@ impl Engine {
         }
         if let DFStatement::Statement(s) = &statement {
             match s.as_ref() {
-                Statement::Call(f) if f.name.to_string() == sequences::SEQUENCE_DDL_CALL => {
-                    return self.sequence_ddl(session, &sequences::sequence_ddl_text(f)?).await;
+                Statement::Call(f) if f.name.to_string().eq_ignore_ascii_case(custom::CALL) => {
+                    return match custom::from_call(f)? {
+                        Some((custom::Kind::Sequence, sql)) => self.sequence_ddl(session, &sql).await,
+                        Some((custom::Kind::CommentOnConstraint, sql)) => self.comment_on_constraint(session, &sql).await,
+                        None => Err(Error::Internal("custom statement".into())),
+                    };
                 }
                 Statement::Call(f) => return self.call(session, f).await,
                 Statement::StartTransaction { .. } => return Ok(QueryResult::command("BEGIN")),
@@ -840,6 +846,9 @@ impl Engine {
                 Statement::CreateRole(c) => return self.create_role(session, c).await,
                 Statement::CreateExtension(e) => return create_extension(&e.name.value),
                 Statement::Grant(g) => return self.grant(session, g).await,
+                Statement::Comment { object_type, object_name, comment, if_exists } => {
+                    return self.comment(session, object_type, object_name, comment.clone(), *if_exists).await;
+                }
                 Statement::Revoke(r) => return self.revoke(session, r).await,
                 Statement::Deallocate { name, .. } => return self.deallocate(session, name).await,
                 Statement::Drop { object_type: ObjectType::Sequence, names, if_exists, cascade, .. } => {
@@ -1186,6 +1195,8 @@ impl Engine {
             identity_always: vec![],
             constraints: vec![],
             indexes: vec![],
+            comment: None,
+            column_comments: Default::default(),
             access: crate::catalog::roles::Access::owned_by(&session.user),
         };
         let catalog = self.catalog.clone();

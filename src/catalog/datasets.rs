@@ -57,6 +57,11 @@ pub struct DatasetRecord {
     /// PRIMARY KEY, UNIQUE, CHECK (enforced on INSERT) and FOREIGN KEY (kept) (#14).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub constraints: Vec<ConstraintRecord>,
+    /// COMMENT ON TABLE / VIEW, and COMMENT ON COLUMN by column name (#14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub column_comments: std::collections::BTreeMap<String, String>,
     /// B-tree (and hash) indexes: kept for the catalog views, UNIQUE ones enforced
     /// on INSERT (#14); scans do not use them yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -78,6 +83,8 @@ pub struct ScalarIndexRecord {
     #[serde(default)]
     pub descending: Vec<bool>,
     pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 /// One constraint of a table, as `pg_constraint` shows it.
@@ -97,6 +104,8 @@ pub struct ConstraintRecord {
     pub on_delete: Option<String>,
     #[serde(default)]
     pub on_update: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 /// One ingest into a dataset.
@@ -245,6 +254,8 @@ pub fn new_record(name: &str, bucket: &str, location: String, source: &str) -> D
         identity_always: vec![],
         constraints: vec![],
         indexes: vec![],
+        comment: None,
+        column_comments: Default::default(),
         access: Default::default(),
     }
 }

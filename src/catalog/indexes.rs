@@ -49,6 +49,9 @@ pub struct IndexRecord {
     /// sets `hnsw.ef_search`. None: 40.
     #[serde(default)]
     pub ef_search: Option<usize>,
+    /// COMMENT ON INDEX (#14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -90,6 +93,7 @@ impl IndexRecord {
             updated_at: None,
             model: None,
             ef_search: None,
+            comment: None,
         }
     }
 }

@@ -38,6 +38,8 @@ pub struct SequenceRecord {
     #[serde(default)]
     pub owner: Option<String>,
     pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 fn one() -> i64 {
@@ -113,6 +115,7 @@ pub fn new_record(name: &str, options: &SequenceOptions, owner: Option<String>) 
         owned_by: None,
         owner,
         created_at: super::now_rfc3339(),
+        comment: None,
     })
 }
 

@@ -138,17 +138,17 @@ pub fn prepare(ct: &mut CreateTable, table: &str, owner: &str, relation_taken: &
                     ColumnOption::PrimaryKey(_) => {
                         let name = given.unwrap_or_else(|| format!("{table}_pkey"));
                         chosen.push(name.clone());
-                        ddl.constraints.push(ConstraintRecord { name, kind: "p".into(), columns: vec![cname.clone()], check: None, references: None, on_delete: None, on_update: None });
+                        ddl.constraints.push(ConstraintRecord { name, kind: "p".into(), columns: vec![cname.clone()], check: None, references: None, on_delete: None, on_update: None, comment: None });
                     }
                     ColumnOption::Unique(_) => {
                         let name = given.unwrap_or_else(|| choose_name(&format!("{table}_{cname}"), "key", &|n| constraint_taken(n, &chosen)));
                         chosen.push(name.clone());
-                        ddl.constraints.push(ConstraintRecord { name, kind: "u".into(), columns: vec![cname.clone()], check: None, references: None, on_delete: None, on_update: None });
+                        ddl.constraints.push(ConstraintRecord { name, kind: "u".into(), columns: vec![cname.clone()], check: None, references: None, on_delete: None, on_update: None, comment: None });
                     }
                     ColumnOption::Check(c) => {
                         let name = given.or(c.name.as_ref().map(ident)).unwrap_or_else(|| choose_name(&format!("{table}_{cname}"), "check", &|n| constraint_taken(n, &chosen)));
                         chosen.push(name.clone());
-                        ddl.constraints.push(ConstraintRecord { name, kind: "c".into(), columns: vec![cname.clone()], check: Some(c.expr.to_string()), references: None, on_delete: None, on_update: None });
+                        ddl.constraints.push(ConstraintRecord { name, kind: "c".into(), columns: vec![cname.clone()], check: Some(c.expr.to_string()), references: None, on_delete: None, on_update: None, comment: None });
                     }
                     ColumnOption::ForeignKey(fk) => {
                         let name = given.or(fk.name.as_ref().map(ident)).unwrap_or_else(|| choose_name(&format!("{table}_{cname}"), "fkey", &|n| constraint_taken(n, &chosen)));
@@ -161,6 +161,7 @@ pub fn prepare(ct: &mut CreateTable, table: &str, owner: &str, relation_taken: &
                             references: Some((object_table(&fk.foreign_table), fk.referred_columns.iter().map(ident).collect())),
                             on_delete: fk.on_delete.map(|a| a.to_string()),
                             on_update: fk.on_update.map(|a| a.to_string()),
+                            comment: None,
                         });
                     }
                     other => kept.push(ColumnOptionDef { name: opt.name, option: other }),
@@ -193,12 +194,12 @@ pub fn prepare(ct: &mut CreateTable, table: &str, owner: &str, relation_taken: &
         let record = match c {
             TableConstraint::PrimaryKey(pk) => {
                 let columns = index_columns(&pk.columns)?;
-                ConstraintRecord { name: pk.name.as_ref().map(ident).unwrap_or_else(|| format!("{table}_pkey")), kind: "p".into(), columns, check: None, references: None, on_delete: None, on_update: None }
+                ConstraintRecord { name: pk.name.as_ref().map(ident).unwrap_or_else(|| format!("{table}_pkey")), kind: "p".into(), columns, check: None, references: None, on_delete: None, on_update: None, comment: None }
             }
             TableConstraint::Unique(u) => {
                 let columns = index_columns(&u.columns)?;
                 let name = u.name.as_ref().map(ident).unwrap_or_else(|| choose_name(&format!("{table}_{}", columns.join("_")), "key", &taken));
-                ConstraintRecord { name, kind: "u".into(), columns, check: None, references: None, on_delete: None, on_update: None }
+                ConstraintRecord { name, kind: "u".into(), columns, check: None, references: None, on_delete: None, on_update: None, comment: None }
             }
             TableConstraint::ForeignKey(fk) => {
                 let columns: Vec<String> = fk.columns.iter().map(ident).collect();
@@ -211,6 +212,7 @@ pub fn prepare(ct: &mut CreateTable, table: &str, owner: &str, relation_taken: &
                     references: Some((object_table(&fk.foreign_table), fk.referred_columns.iter().map(ident).collect())),
                     on_delete: fk.on_delete.map(|a| a.to_string()),
                     on_update: fk.on_update.map(|a| a.to_string()),
+                    comment: None,
                 }
             }
             TableConstraint::Check(c) => {
@@ -220,7 +222,7 @@ pub fn prepare(ct: &mut CreateTable, table: &str, owner: &str, relation_taken: &
                     None => table.to_string(),
                 };
                 let name = c.name.as_ref().map(ident).unwrap_or_else(|| choose_name(&base, "check", &taken));
-                ConstraintRecord { name, kind: "c".into(), columns, check: Some(c.expr.to_string()), references: None, on_delete: None, on_update: None }
+                ConstraintRecord { name, kind: "c".into(), columns, check: Some(c.expr.to_string()), references: None, on_delete: None, on_update: None, comment: None }
             }
             other => {
                 // INDEX / KEY inside CREATE TABLE are MySQL's; PostgreSQL has neither.

@@ -302,6 +302,7 @@ impl Engine {
             updated_at: None,
             model: params.model.clone(),
             ef_search: None,
+            comment: None,
         };
         let location = record.location.clone();
         let r2 = rec.clone();

@@ -105,6 +105,7 @@ impl Engine {
             unique: ci.unique,
             descending,
             created_at: crate::catalog::now_rfc3339(),
+            comment: None,
         };
         let catalog = self.catalog.clone();
         crate::catalog::blocking(move || {

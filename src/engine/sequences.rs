@@ -3,8 +3,8 @@
 //!
 //! sqlparser takes CREATE SEQUENCE's options only in one fixed order and has no
 //! ALTER SEQUENCE; PostgreSQL takes them in any order. Both statements are parsed
-//! here from the tokens, and `Engine::parse` carries their text to
-//! `execute_statement` as a CALL of [`SEQUENCE_DDL_CALL`].
+//! here from the tokens; `Engine::parse` carries their text to `execute_statement`
+//! (engine/custom.rs).
 
 use datafusion::sql::sqlparser::ast::{DataType as SqlType, Expr, ObjectName, SequenceOptions as SqlSeqOption, UnaryOperator, Value};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -13,37 +13,6 @@ use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use super::{Engine, QueryResult, Session};
 use crate::catalog::sequences::{self, SequenceOptions, SequenceRecord, resolve_name, sequence_access, undefined};
 use crate::error::{Error, Result};
-
-pub const SEQUENCE_DDL_CALL: &str = "lakehouse_sequence_ddl";
-
-/// Is `sql` (one statement) a CREATE or ALTER SEQUENCE?
-pub fn is_sequence_ddl(sql: &str) -> bool {
-    let words: Vec<String> = sql.split_whitespace().take(3).map(|w| w.to_lowercase()).collect();
-    match words.as_slice() {
-        [a, b, ..] if a == "alter" && b == "sequence" => true,
-        [a, b, ..] if a == "create" && b == "sequence" => true,
-        [a, b, c] if a == "create" && (b == "temp" || b == "temporary" || b == "unlogged") && c == "sequence" => true,
-        _ => false,
-    }
-}
-
-/// The CALL standing for `sql` (a CREATE or ALTER SEQUENCE statement).
-pub fn sequence_ddl_call(sql: &str) -> Result<datafusion::sql::sqlparser::ast::Statement> {
-    let text = format!("CALL {SEQUENCE_DDL_CALL}('{}')", sql.trim().trim_end_matches(';').replace('\'', "''"));
-    datafusion::sql::sqlparser::parser::Parser::parse_sql(&PostgreSqlDialect {}, &text)
-        .map_err(|e| Error::Syntax(e.to_string()))?
-        .pop()
-        .ok_or_else(|| Error::Syntax("empty statement".into()))
-}
-
-/// The statement text inside such a CALL.
-pub fn sequence_ddl_text(f: &datafusion::sql::sqlparser::ast::Function) -> Result<String> {
-    let (positional, _) = crate::catalog::procedures::literal_args(&f.args)?;
-    match positional.first() {
-        Some(crate::catalog::procedures::ArgValue::Text(s)) => Ok(s.clone()),
-        _ => Err(Error::Syntax("CREATE/ALTER SEQUENCE".into())),
-    }
-}
 
 /// A CREATE or ALTER SEQUENCE statement.
 #[derive(Debug, Default, PartialEq)]

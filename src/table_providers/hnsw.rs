@@ -499,6 +499,11 @@ impl HnswIndex {
         self.record.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// COMMENT ON INDEX: the live record carries it into later catalog writes.
+    pub fn set_comment(&self, comment: Option<String>) {
+        self.record.write().unwrap_or_else(|p| p.into_inner()).comment = comment;
+    }
+
     /// The record and rows as of one moment (not in the middle of an append).
     pub fn snapshot(&self) -> (IndexRecord, Arc<TableRows>) {
         let _one = self.append.lock().unwrap_or_else(|p| p.into_inner());

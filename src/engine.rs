@@ -26,6 +26,7 @@ mod roles;
 mod scalar_index;
 mod sequences;
 pub mod split;
+mod temp_table;
 pub mod tuning;
 
 use std::collections::HashMap;
@@ -259,7 +260,8 @@ impl Engine {
         // The template's copies plan DEFAULTs at start; a statement's plan gets its
         // session's copies (with_session_functions).
         let template_identity = crate::catalog::roles::Identity { user: String::new(), superuser: true };
-        for f in crate::udf::sequence::functions(&template_identity, "template", &sequences, &catalog) {
+        let no_temp = Arc::new(crate::catalog::sequences::Sequences::in_memory());
+        for f in crate::udf::sequence::functions(&template_identity, "template", &sequences, &no_temp, &catalog) {
             template.register_udf(f);
         }
         template.register_udtf("vector_search", Arc::new(crate::udf::vector_search::VectorSearch::new(indexes.clone(), catalog.clone())));
@@ -399,6 +401,10 @@ impl Engine {
         let identity = crate::catalog::roles::Identity { user: user.to_string(), superuser };
         let config = builder.config().get_or_insert_with(SessionConfig::new).clone().with_extension(Arc::new(identity.clone()));
         builder = builder.with_config(config);
+        // The shared catalogs, with this session's temporary tables in front.
+        let temp = crate::session::TempObjects::default();
+        let catalogs = crate::table_providers::temp::SessionCatalogList::new(template.catalog_list().clone(), CATALOG_NAME, temp.schema.clone());
+        builder = builder.with_catalog_list(Arc::new(catalogs));
         let ctx = SessionContext::new_with_state(builder.build());
         let check = {
             let (catalog, config) = (self.catalog.clone(), self.config.clone());
@@ -407,14 +413,14 @@ impl Engine {
         for f in crate::udf::has_privilege::functions(&identity, &self.catalog, check) {
             ctx.register_udf(f);
         }
-        for f in crate::udf::sequence::functions(&identity, &id, &self.sequences, &self.catalog) {
+        for f in crate::udf::sequence::functions(&identity, &id, &self.sequences, &temp.sequences, &self.catalog) {
             ctx.register_udf(f);
         }
         let backend = self.backends.register(pid, user, database, addr);
         for f in crate::udf::backend::functions(backend.pid, &identity, &self.backends) {
             ctx.register_udf(f);
         }
-        Session::new(id, user.to_string(), database.to_string(), ctx, backend).with_superuser(superuser)
+        Session::new(id, user.to_string(), database.to_string(), ctx, backend).with_temp(temp).with_superuser(superuser)
     }
 
     /// [`Engine::execute`] on the query runtime: its threads have the stack the depth
@@ -657,6 +663,7 @@ impl Engine {
             .pop()
             .ok_or_else(|| Error::Syntax("empty statement".into()))?;
         if let DFStatement::Statement(s) = &mut statement {
+            temp_table::qualify(s, session);
             current_setting::answer(s, session)?;
             if let Statement::Insert(ins) = s.as_ref() {
                 self.check_identity_always(ins)?;
@@ -797,6 +804,7 @@ impl Engine {
 
     pub async fn execute_statement(&self, session: &Session, mut statement: DFStatement) -> Result<QueryResult> {
         if let DFStatement::Statement(s) = &mut statement {
+            temp_table::qualify(s, session);
             current_setting::answer(s, session)?;
             if let Statement::Insert(ins) = s.as_ref() {
                 self.check_identity_always(ins)?;
@@ -858,12 +866,26 @@ impl Engine {
             }
         }
         let mut table_ddl = None;
+        let mut temporary = false;
         if let DFStatement::Statement(s) = &mut statement {
             if let Statement::CreateTable(ct) = s.as_mut() {
-                let table = self.dataset_name(&TableReference::from(ct.name.to_string().as_str()))?;
-                let snapshot = self.catalog.snapshot();
-                let taken = |n: &str| scalar_index::relation_taken(&snapshot, n);
-                table_ddl = Some(create_table::prepare(ct, &table, &session.user, &taken)?);
+                temporary = ct.temporary;
+                if temporary {
+                    if ct.on_commit.is_some() {
+                        return Err(Error::NotSupported("ON COMMIT for temporary tables (each statement commits on its own until transactions come)".into()));
+                    }
+                    ct.temporary = false;
+                    let table = temp_table::temp_table_name(&TableReference::from(ct.name.to_string().as_str()))?;
+                    ct.name = datafusion::sql::sqlparser::ast::ObjectName::from(vec![datafusion::sql::sqlparser::ast::Ident::with_quote('"', table.clone())]);
+                    let temp = &session.temp;
+                    let taken = |n: &str| temp.sequences.record(n).is_some();
+                    table_ddl = Some(create_table::prepare(ct, &table, &session.user, &taken)?);
+                } else {
+                    let table = self.dataset_name(&TableReference::from(ct.name.to_string().as_str()))?;
+                    let snapshot = self.catalog.snapshot();
+                    let taken = |n: &str| scalar_index::relation_taken(&snapshot, n);
+                    table_ddl = Some(create_table::prepare(ct, &table, &session.user, &taken)?);
+                }
             }
         }
         let prepared = self.prepare_statement(self.vector_values(statement.clone())).await?;
@@ -871,6 +893,12 @@ impl Engine {
         let plan = session.ctx.state().statement_to_plan(statement_plain).await?;
         self.check_plan(session, &plan)?;
         if let (Some(ddl), LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(cmd))) = (table_ddl, &plan) {
+            if temporary {
+                if bucket.is_some() {
+                    return Err(Error::InvalidParameter("a temporary table lives in memory: it takes no bucket".into()));
+                }
+                return self.create_temp_table(session, cmd.clone(), ddl).await;
+            }
             return self.create_dataset(session, cmd.clone(), bucket, ddl).await;
         }
         self.run_plan(session, plan, &statement, bucket).await
@@ -1211,6 +1239,9 @@ impl Engine {
     }
 
     async fn drop_dataset(&self, session: &Session, cmd: datafusion::logical_expr::DropTable) -> Result<QueryResult> {
+        if self.drop_temp_table(session, &cmd.name)? {
+            return Ok(QueryResult::command("DROP TABLE"));
+        }
         let name = self.dataset_name(&cmd.name)?;
         let _ddl = self.ddl.lock().await;
         // DROP TABLE does not drop views (PostgreSQL: 42809). Checked before removing:
@@ -1569,6 +1600,20 @@ fn placeholders_typed_by_casts(plan: LogicalPlan) -> Result<LogicalPlan> {
                     }
                     _ => Ok(Transformed::no(LExpr::Cast(c))),
                 },
+                // `f($1)`: the type f's signature takes there (PostgreSQL types a
+                // parameter by the function's argument: `pg_terminate_backend($1)` is int4).
+                LExpr::ScalarFunction(mut f) => {
+                    let mut changed = false;
+                    for (i, arg) in f.args.iter_mut().enumerate() {
+                        if let LExpr::Placeholder(Placeholder { id, field: field @ None }) = arg {
+                            if let Some(t) = signature_type_at(&f.func.signature().type_signature, i) {
+                                *field = Some(Arc::new(datafusion::arrow::datatypes::Field::new(id.as_str(), t, true)));
+                                changed = true;
+                            }
+                        }
+                    }
+                    Ok(if changed { Transformed::yes(LExpr::ScalarFunction(f)) } else { Transformed::no(LExpr::ScalarFunction(f)) })
+                }
                 other => Ok(Transformed::no(other)),
             })
         })
@@ -1576,8 +1621,18 @@ fn placeholders_typed_by_casts(plan: LogicalPlan) -> Result<LogicalPlan> {
     Ok(typed.data)
 }
 
-/// `CREATE TABLE … WITH (bucket = 'x')`: take our options off the statement before
-/// DataFusion plans it.
+/// The type a signature takes at argument `i`, if it names one.
+fn signature_type_at(sig: &datafusion::logical_expr::TypeSignature, i: usize) -> Option<DataType> {
+    use datafusion::logical_expr::TypeSignature as T;
+    match sig {
+        T::Exact(types) => types.get(i).cloned(),
+        T::Uniform(n, types) if i < *n && types.len() == 1 => Some(types[0].clone()),
+        // The first form's: functions list PostgreSQL's own argument type first.
+        T::OneOf(all) => all.iter().find_map(|s| signature_type_at(s, i)),
+        _ => None,
+    }
+}
+
 /// A plan's sequence functions (DEFAULT nextval(…) came from the table, planned
 /// with the engine's copies) replaced by the session's, which know its user and
 /// remember what it drew for currval/lastval.
@@ -1602,11 +1657,20 @@ impl Engine {
     /// The provider of an owned table: its Parquet files, with the DEFAULTs and
     /// rules its CREATE TABLE declared (table_providers/owned.rs).
     pub(crate) fn owned_table(&self, rec: &DatasetRecord) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+        self.owned_table_over(datasets::owned_parquet_table(rec)?, rec, false)
+    }
+
+    /// `inner` with the DEFAULTs and rules of `rec` (a temporary table's inner is in memory).
+    pub(crate) fn owned_table_over(
+        &self,
+        inner: Arc<dyn datafusion::catalog::TableProvider>,
+        rec: &DatasetRecord,
+        temporary: bool,
+    ) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
         use crate::table_providers::owned::{OwnedTable, Rules};
-        let inner = datasets::owned_parquet_table(rec)?;
         let schema = inner.schema();
         let not_null: Vec<usize> = schema.fields().iter().enumerate().filter(|(_, f)| !f.is_nullable()).map(|(i, _)| i).collect();
-        if rec.defaults.is_empty() && rec.constraints.is_empty() && not_null.is_empty() && !rec.indexes.iter().any(|i| i.unique) {
+        if !temporary && rec.defaults.is_empty() && rec.constraints.is_empty() && not_null.is_empty() && !rec.indexes.iter().any(|i| i.unique) {
             return Ok(inner);
         }
         let state = self.template.state();
@@ -1633,7 +1697,7 @@ impl Engine {
         for i in rec.indexes.iter().filter(|i| i.unique) {
             rules.unique.push((i.name.clone(), i.columns.iter().map(|n| index(n)).collect::<Result<_>>()?));
         }
-        Ok(Arc::new(OwnedTable::new(inner, defaults, rules)))
+        Ok(Arc::new(OwnedTable::new(inner, defaults, rules, temporary)))
     }
 
     fn has_unique_keys(&self, table: &str) -> bool {
@@ -1647,6 +1711,8 @@ impl Engine {
 
 }
 
+/// `CREATE TABLE … WITH (bucket = 'x')`: take our options off the statement before
+/// DataFusion plans it.
 fn strip_options(statement: DFStatement) -> (DFStatement, Option<String>) {
     let DFStatement::Statement(mut s) = statement else {
         return (statement, None);

@@ -44,6 +44,25 @@ pub const DEFAULTS: &[(&str, &str, &str)] = &[
     ("transaction_read_only", "off", "current transaction is read-only"),
 ];
 
+/// A session's temporary objects (#14): tables in memory, their SERIAL sequences,
+/// and their definitions; all dropped with the session.
+pub struct TempObjects {
+    /// The session's `pg_temp` schema (table_providers/temp.rs).
+    pub schema: std::sync::Arc<datafusion::catalog::MemorySchemaProvider>,
+    pub sequences: std::sync::Arc<crate::catalog::sequences::Sequences>,
+    pub tables: Mutex<BTreeMap<String, crate::catalog::datasets::DatasetRecord>>,
+}
+
+impl Default for TempObjects {
+    fn default() -> Self {
+        TempObjects {
+            schema: std::sync::Arc::new(datafusion::catalog::MemorySchemaProvider::new()),
+            sequences: std::sync::Arc::new(crate::catalog::sequences::Sequences::in_memory()),
+            tables: Mutex::default(),
+        }
+    }
+}
+
 pub struct Session {
     pub id: String,
     pub user: String,
@@ -63,6 +82,8 @@ pub struct Session {
     /// Protocol-level statements a `DEALLOCATE` removed, for the server to drop from
     /// its store after the statement (None: all of them).
     pub deallocated: Mutex<Vec<Option<String>>>,
+    /// Temporary tables and sequences.
+    pub temp: TempObjects,
     /// Settings the client gave in its start-up packet: RESET returns to them.
     startup: Mutex<BTreeMap<String, String>>,
     /// What pg_stat_activity shows of this session, and how to signal it.
@@ -93,6 +114,7 @@ impl Session {
     pub fn new(id: String, user: String, database: String, ctx: SessionContext, backend: std::sync::Arc<crate::backends::Backend>) -> Session {
         let initial = ctx.state_ref().read().config_options().as_ref().clone();
         Session {
+            temp: TempObjects::default(),
             startup: Mutex::default(),
             backend,
             id,
@@ -107,6 +129,12 @@ impl Session {
             deallocated: Mutex::default(),
             initial,
         }
+    }
+
+    /// The session's temporary objects: those its context's catalog list shows.
+    pub fn with_temp(mut self, temp: TempObjects) -> Session {
+        self.temp = temp;
+        self
     }
 
     pub fn with_superuser(mut self, superuser: bool) -> Session {

@@ -151,8 +151,37 @@ struct Live {
     reserved: u64,
 }
 
+/// Where sequence records live: the catalog, or (a session's temporary sequences)
+/// memory only.
+enum Store {
+    Catalog(Arc<Catalog>),
+    Memory(Mutex<std::collections::BTreeMap<String, SequenceRecord>>),
+}
+
+impl Store {
+    fn get(&self, name: &str) -> Option<SequenceRecord> {
+        match self {
+            Store::Catalog(c) => c.sequence(name),
+            Store::Memory(m) => m.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned(),
+        }
+    }
+
+    fn set_position(&self, name: &str, last_value: i64, is_called: bool) -> Result<()> {
+        match self {
+            Store::Catalog(c) => c.set_sequence_position(name, last_value, is_called),
+            Store::Memory(m) => {
+                let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+                let rec = m.get_mut(name).ok_or_else(|| undefined(name))?;
+                rec.last_value = last_value;
+                rec.is_called = is_called;
+                Ok(())
+            }
+        }
+    }
+}
+
 pub struct Sequences {
-    catalog: Arc<Catalog>,
+    store: Store,
     live: Mutex<HashMap<String, Live>>,
 }
 
@@ -182,12 +211,49 @@ fn exhausted(rec: &SequenceRecord) -> Error {
 
 impl Sequences {
     pub fn new(catalog: Arc<Catalog>) -> Sequences {
-        Sequences { catalog, live: Mutex::new(HashMap::new()) }
+        Sequences { store: Store::Catalog(catalog), live: Mutex::new(HashMap::new()) }
+    }
+
+    /// A session's temporary sequences (SERIAL columns of temporary tables): in
+    /// memory, gone with the session.
+    pub fn in_memory() -> Sequences {
+        Sequences { store: Store::Memory(Mutex::default()), live: Mutex::new(HashMap::new()) }
+    }
+
+    /// Add a record to an in-memory store.
+    pub fn add(&self, rec: SequenceRecord) -> Result<()> {
+        match &self.store {
+            Store::Memory(m) => {
+                m.lock().unwrap_or_else(|p| p.into_inner()).insert(rec.name.clone(), rec);
+                Ok(())
+            }
+            Store::Catalog(_) => Err(Error::Internal("sequences in the catalog are added by a catalog update".into())),
+        }
+    }
+
+    /// Remove a record from an in-memory store (and forget its position).
+    pub fn remove(&self, name: &str) {
+        if let Store::Memory(m) = &self.store {
+            m.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+        }
+        self.forget(name);
+    }
+
+    pub fn record(&self, name: &str) -> Option<SequenceRecord> {
+        self.store.get(name)
+    }
+
+    /// The records of an in-memory store.
+    pub fn records(&self) -> Vec<SequenceRecord> {
+        match &self.store {
+            Store::Memory(m) => m.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect(),
+            Store::Catalog(c) => c.snapshot().sequences.values().cloned().collect(),
+        }
     }
 
     /// The next `n` values of `name`.
     pub fn next(&self, name: &str, n: usize) -> Result<Vec<i64>> {
-        let rec = self.catalog.sequence(name).ok_or_else(|| undefined(name))?;
+        let rec = self.store.get(name).ok_or_else(|| undefined(name))?;
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         let mut state = *live
             .entry(name.to_string())
@@ -209,7 +275,7 @@ impl Sequences {
             if steps < n as u64 {
                 return Err(exhausted(&rec));
             }
-            self.catalog.set_sequence_position(name, last, true)?;
+            self.store.set_position(name, last, true)?;
             state.reserved = steps;
         }
         let mut out = Vec::with_capacity(n);
@@ -226,7 +292,7 @@ impl Sequences {
 
     /// `setval(name, value, is_called)`: durable at once.
     pub fn set(&self, name: &str, value: i64, is_called: bool) -> Result<i64> {
-        let rec = self.catalog.sequence(name).ok_or_else(|| undefined(name))?;
+        let rec = self.store.get(name).ok_or_else(|| undefined(name))?;
         if value < rec.min || value > rec.max {
             return Err(Error::State(
                 "22003",
@@ -234,7 +300,7 @@ impl Sequences {
             ));
         }
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        self.catalog.set_sequence_position(name, value, is_called)?;
+        self.store.set_position(name, value, is_called)?;
         live.insert(name.to_string(), Live { last: value, is_called, reserved: 0 });
         Ok(value)
     }
@@ -286,7 +352,7 @@ pub fn resolve_name(text: &str) -> Result<String> {
     let name = parts.pop().unwrap_or_default();
     let schema_ok = match parts.as_slice() {
         [] => true,
-        [s] => s == "public",
+        [s] => s == "public" || s == "pg_temp",
         [c, s] => c == "lakehouse" && s == "public",
         _ => false,
     };

@@ -77,6 +77,10 @@ fn collect(plan: &LogicalPlan, state: &CatalogState, skip: Option<&TableReferenc
                     out.insert(Need { object: Object::Table(found.table.clone()), privilege: Privilege::Select, view: view.map(str::to_string) });
                     return Ok(TreeNodeRecursion::Continue);
                 }
+                // A session's temporary table is its own.
+                if provider.as_ref().and_then(|p| p.downcast_ref::<crate::table_providers::owned::OwnedTable>()).is_some_and(|o| o.temporary) {
+                    return Ok(TreeNodeRecursion::Continue);
+                }
                 if let Some(object) = object_of(&scan.table_name, state) {
                     let name = match &object {
                         Object::Table(t) => Some(t.clone()),
@@ -93,7 +97,13 @@ fn collect(plan: &LogicalPlan, state: &CatalogState, skip: Option<&TableReferenc
                     }
                 }
             }
-            LogicalPlan::Dml(DmlStatement { op, table_name, .. }) => {
+            LogicalPlan::Dml(DmlStatement { op, table_name, target, .. }) => {
+                let temporary = datafusion::datasource::source_as_provider(target)
+                    .ok()
+                    .is_some_and(|p| p.downcast_ref::<crate::table_providers::owned::OwnedTable>().is_some_and(|o| o.temporary));
+                if temporary {
+                    return Ok(TreeNodeRecursion::Continue);
+                }
                 let privilege = match op {
                     WriteOp::Insert(_) => Some(Privilege::Insert),
                     WriteOp::Update => Some(Privilege::Update),

@@ -11,6 +11,7 @@ pub mod pg_type;
 pub mod remote;
 pub mod roles;
 pub mod system;
+pub mod temp;
 pub mod view;
 
 use std::sync::Arc;

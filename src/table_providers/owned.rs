@@ -54,11 +54,13 @@ pub struct OwnedTable {
     inner: Arc<dyn TableProvider>,
     defaults: HashMap<String, Expr>,
     rules: Arc<Rules>,
+    /// A session's temporary table (table_providers/temp.rs), held in memory.
+    pub temporary: bool,
 }
 
 impl OwnedTable {
-    pub fn new(inner: Arc<dyn TableProvider>, defaults: HashMap<String, Expr>, rules: Rules) -> OwnedTable {
-        OwnedTable { inner, defaults, rules: Arc::new(rules) }
+    pub fn new(inner: Arc<dyn TableProvider>, defaults: HashMap<String, Expr>, rules: Rules, temporary: bool) -> OwnedTable {
+        OwnedTable { inner, defaults, rules: Arc::new(rules), temporary }
     }
 
     pub fn has_unique_keys(&self) -> bool {
@@ -73,7 +75,7 @@ impl TableProvider for OwnedTable {
     }
 
     fn table_type(&self) -> TableType {
-        self.inner.table_type()
+        if self.temporary { TableType::Temporary } else { self.inner.table_type() }
     }
 
     fn get_column_default(&self, column: &str) -> Option<&Expr> {

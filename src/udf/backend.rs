@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, BooleanBuilder, Int32Array};
+use datafusion::arrow::array::{Array, BooleanBuilder};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
@@ -54,12 +54,18 @@ impl std::fmt::Debug for BackendFn {
 pub fn functions(pid: i32, me: &Identity, backends: &Arc<Backends>) -> Vec<ScalarUDF> {
     [
         (Kind::BackendPid, Signature::nullary(Volatility::Stable)),
-        (Kind::Cancel, Signature::uniform(1, vec![DataType::Int32], Volatility::Volatile)),
-        (Kind::Terminate, Signature::uniform(1, vec![DataType::Int32], Volatility::Volatile)),
+        (Kind::Cancel, pid_signature()),
+        (Kind::Terminate, pid_signature()),
     ]
     .into_iter()
     .map(|(kind, signature)| ScalarUDF::new_from_impl(BackendFn { kind, signature, pid, me: me.clone(), backends: backends.clone() }))
     .collect()
+}
+
+/// int4 (PostgreSQL's), or an int8 literal.
+fn pid_signature() -> Signature {
+    use datafusion::logical_expr::TypeSignature;
+    Signature::one_of(vec![TypeSignature::Exact(vec![DataType::Int32]), TypeSignature::Exact(vec![DataType::Int64])], Volatility::Volatile)
 }
 
 impl BackendFn {
@@ -98,14 +104,19 @@ impl ScalarUDFImpl for BackendFn {
             return Ok(ColumnarValue::Scalar(ScalarValue::Int32(Some(self.pid))));
         }
         let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
-        let pids = cast(&args.args[0].to_array(args.number_rows)?, &DataType::Int32)?;
-        let pids = pids.as_any().downcast_ref::<Int32Array>().ok_or_else(|| Error::Internal("pid argument".into()).into_datafusion())?;
+        let pids = cast(&args.args[0].to_array(args.number_rows)?, &DataType::Int64)?;
+        let pids = pids.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().ok_or_else(|| Error::Internal("pid argument".into()).into_datafusion())?;
         let mut out = BooleanBuilder::with_capacity(pids.len());
         for i in 0..pids.len() {
             if pids.is_null(i) {
                 out.append_null();
             } else {
-                out.append_value(self.signal(pids.value(i)).map_err(Error::into_datafusion)?);
+                // A pid outside int4 is no session's.
+                let signalled = match i32::try_from(pids.value(i)) {
+                    Ok(pid) => self.signal(pid).map_err(Error::into_datafusion)?,
+                    Err(_) => false,
+                };
+                out.append_value(signalled);
             }
         }
         let out = out.finish();

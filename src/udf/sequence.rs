@@ -41,6 +41,8 @@ pub struct SequenceFn {
     me: Identity,
     session: String,
     sequences: Arc<Sequences>,
+    /// The session's temporary sequences (SERIAL columns of its temporary tables).
+    temp: Arc<Sequences>,
     catalog: Arc<Catalog>,
     drawn: Arc<Mutex<Drawn>>,
 }
@@ -64,7 +66,7 @@ impl std::fmt::Debug for SequenceFn {
 }
 
 /// The functions for one session of `me`.
-pub fn functions(me: &Identity, session: &str, sequences: &Arc<Sequences>, catalog: &Arc<Catalog>) -> Vec<ScalarUDF> {
+pub fn functions(me: &Identity, session: &str, sequences: &Arc<Sequences>, temp: &Arc<Sequences>, catalog: &Arc<Catalog>) -> Vec<ScalarUDF> {
     let drawn = Arc::new(Mutex::new(Drawn::default()));
     let text = || TypeSignature::String(1);
     [
@@ -93,6 +95,7 @@ pub fn functions(me: &Identity, session: &str, sequences: &Arc<Sequences>, catal
             me: me.clone(),
             session: session.to_string(),
             sequences: sequences.clone(),
+            temp: temp.clone(),
             catalog: catalog.clone(),
             drawn: drawn.clone(),
         })
@@ -107,8 +110,13 @@ fn strings(a: &ColumnarValue, rows: usize) -> DfResult<StringArray> {
 }
 
 impl SequenceFn {
-    fn checked(&self, name: &str, write: bool) -> Result<String, Error> {
+    /// The sequence `name` names, and the allocator that holds it (the session's
+    /// temporary ones first, as pg_temp is first on PostgreSQL's search path).
+    fn checked(&self, name: &str, write: bool) -> Result<(String, &Sequences), Error> {
         let name = resolve_name(name)?;
+        if self.temp.record(&name).is_some() {
+            return Ok((name, &self.temp));
+        }
         let state = self.catalog.snapshot();
         let rec = state.sequences.get(&name).ok_or_else(|| undefined(&name))?;
         if !sequence_access(&state, &self.me, rec, write) {
@@ -116,7 +124,7 @@ impl SequenceFn {
                 "permission denied for sequence {name}: its owner, a superuser, or a role that may insert into its table can use it"
             )));
         }
-        Ok(name)
+        Ok((name, &self.sequences))
     }
 
     fn record(&self, name: &str, value: i64) {
@@ -133,8 +141,8 @@ impl SequenceFn {
             let Some(text) = scalar_text(s) else {
                 return Ok(ColumnarValue::Scalar(ScalarValue::Int64(None)));
             };
-            let name = self.checked(&text, false)?;
-            let values = self.sequences.next(&name, rows.max(1))?;
+            let (name, store) = self.checked(&text, false)?;
+            let values = store.next(&name, rows.max(1))?;
             if let Some(&last) = values.last() {
                 self.record(&name, last);
             }
@@ -152,8 +160,8 @@ impl SequenceFn {
                 out.append_null();
                 continue;
             }
-            let name = self.checked(names.value(i), false)?;
-            let v = self.sequences.next(&name, 1)?[0];
+            let (name, store) = self.checked(names.value(i), false)?;
+            let v = store.next(&name, 1)?[0];
             self.record(&name, v);
             out.append_value(v);
         }
@@ -168,7 +176,7 @@ impl SequenceFn {
                 out.append_null();
                 continue;
             }
-            let name = self.checked(names.value(i), false)?;
+            let (name, _) = self.checked(names.value(i), false)?;
             let d = self.drawn.lock().unwrap_or_else(|p| p.into_inner());
             match d.values.get(&name) {
                 Some(v) => out.append_value(*v),
@@ -193,9 +201,9 @@ impl SequenceFn {
                 out.append_null();
                 continue;
             }
-            let name = self.checked(names.value(i), true)?;
+            let (name, store) = self.checked(names.value(i), true)?;
             let is_called = called.as_ref().is_none_or(|c| c.value(i));
-            let v = self.sequences.set(&name, values.value(i), is_called)?;
+            let v = store.set(&name, values.value(i), is_called)?;
             if is_called {
                 self.record(&name, v);
             }
@@ -225,16 +233,17 @@ impl SequenceFn {
                 continue;
             }
             let table = resolve_name(tables.value(i)).map_err(|_| Error::TableNotFound(tables.value(i).to_string()))?;
+            // The column argument is a name, not an identifier: its case is kept.
+            let column = columns.value(i).trim_matches('"');
+            let owns = |s: &crate::catalog::sequences::SequenceRecord| s.owned_by.as_ref().is_some_and(|(t, c)| t == &table && (c == column || c.eq_ignore_ascii_case(column)));
+            if let Some(s) = self.temp.records().into_iter().find(|s| owns(s)) {
+                out.append_value(format!("{}.{}", crate::table_providers::temp::TEMP_SCHEMA, s.name));
+                continue;
+            }
             if !state.datasets.contains_key(&table) {
                 return Err(Error::TableNotFound(table));
             }
-            // The column argument is a name, not an identifier: its case is kept.
-            let column = columns.value(i).trim_matches('"');
-            let owned = state
-                .sequences
-                .values()
-                .find(|s| s.owned_by.as_ref().is_some_and(|(t, c)| t == &table && (c == column || c.eq_ignore_ascii_case(column))));
-            match owned {
+            match state.sequences.values().find(|s| owns(s)) {
                 Some(s) => out.append_value(format!("public.{}", s.name)),
                 None => out.append_null(),
             }

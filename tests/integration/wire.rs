@@ -43,7 +43,8 @@ async fn errors_carry_sqlstates_and_the_connection_survives() {
         ("CALL nope()", "42883"),
         ("CALL drop_bucket('primary')", "42501"),
         ("SET not_a_setting = 1", "42704"),
-        ("CREATE INDEX i ON t (c)", "0A000"),
+        ("CREATE INDEX i ON t USING gin (c)", "0A000"),
+        ("CREATE INDEX i ON t (c)", "42P01"),
     ] {
         let e = c.simple_query(sql).await.unwrap_err();
         assert_eq!(sqlstate(&e), code, "{sql}: {e}");
@@ -107,4 +108,58 @@ async fn a_running_query_can_be_cancelled() {
 
 async fn show(c: &tokio_postgres::Client) -> String {
     c.query_one("SHOW application_name", &[]).await.unwrap().get::<_, String>(0)
+}
+
+/// A temporary table is its session's alone and ends with it; pg_stat_activity lists
+/// every session, and pg_terminate_backend ends another one (FATAL 57P01).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporary_tables_and_backends_belong_to_their_session() {
+    let server = TestServer::start().await;
+    let a = server.client().await;
+    let b = server.client().await;
+    a.batch_execute("SET application_name = 'alpha'; CREATE TEMP TABLE scratch AS SELECT 1 AS v").await.unwrap();
+    let n: i64 = a.query_one("SELECT count(*) FROM scratch", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1);
+    let e = b.query_one("SELECT count(*) FROM scratch", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "42P01", "{e}");
+    let a_pid: i32 = a.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let b_pid: i32 = b.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    assert_ne!(a_pid, b_pid);
+    let row = b
+        .query_one("SELECT usename, application_name, state, query, client_addr FROM pg_stat_activity WHERE pid = $1", &[&a_pid])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(1), "alpha");
+    assert_eq!(row.get::<_, String>(2), "idle");
+    assert_eq!(row.get::<_, String>(3), "SELECT pg_backend_pid()");
+    assert_eq!(row.get::<_, String>(4), "127.0.0.1");
+    let mine: String = b.query_one("SELECT state FROM pg_stat_activity WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0);
+    assert_eq!(mine, "active");
+    let killed: bool = b.query_one("SELECT pg_terminate_backend($1)", &[&a_pid]).await.unwrap().get(0);
+    assert!(killed);
+    let e = a.simple_query("SELECT 1").await.unwrap_err();
+    assert!(e.as_db_error().map(|d| d.code().code() == "57P01").unwrap_or(true), "{e}");
+    // The session is gone from pg_stat_activity once its connection has closed.
+    let started = std::time::Instant::now();
+    loop {
+        let left: i64 = b.query_one("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", &[&a_pid]).await.unwrap().get(0);
+        if left == 0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "terminated session still listed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let unknown: bool = b.query_one("SELECT pg_cancel_backend(1)", &[]).await.unwrap().get(0);
+    assert!(!unknown);
+    // Nothing of the temporary table was ever written to the data directory.
+    let mut stack = vec![server._dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            assert!(!e.file_name().to_string_lossy().contains("scratch"), "{}", e.path().display());
+            if e.path().is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    server.stop().await;
 }

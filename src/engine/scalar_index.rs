@@ -6,6 +6,7 @@
 //! (23505), and creating one over duplicate rows fails as in PostgreSQL. Scans do
 //! not use them yet: a query gives the same rows with or without one.
 
+use datafusion::catalog::SchemaProvider;
 use datafusion::common::TableReference;
 use datafusion::sql::sqlparser::ast::{self, CreateIndex};
 
@@ -65,10 +66,14 @@ impl Engine {
         if method == "hash" && (ci.unique || ci.columns.len() != 1) {
             return Err(Error::NotSupported("hash indexes are on one column and not unique (PostgreSQL's rule)".into()));
         }
-        let table = self.dataset_name(&TableReference::from(ci.table_name.to_string()))?;
-        self.require_owner(session, &crate::catalog::roles::Object::Table(table.clone()))?;
         let columns: Vec<String> = ci.columns.iter().map(column_name).collect::<Result<_>>()?;
         let descending: Vec<bool> = ci.columns.iter().map(|c| c.column.options.asc == Some(false)).collect();
+        let reference = TableReference::from(ci.table_name.to_string());
+        if reference.schema() == Some(crate::table_providers::temp::TEMP_SCHEMA) {
+            return self.create_temp_index(session, ci, method, reference.table(), columns, descending).await;
+        }
+        let table = self.dataset_name(&reference)?;
+        self.require_owner(session, &crate::catalog::roles::Object::Table(table.clone()))?;
         let _ddl = self.ddl.lock().await;
         let rec = self.catalog.dataset(&table).ok_or_else(|| Error::TableNotFound(table.clone()))?;
         if !rec.owned {
@@ -96,7 +101,7 @@ impl Engine {
             return Err(Error::TableExists(name));
         }
         if ci.unique {
-            self.check_no_duplicates(session, &table, &name, &columns).await?;
+            self.check_no_duplicates(session, &format!("\"{}\"", table.replace('"', "\"\"")), &name, &columns).await?;
         }
         let index = ScalarIndexRecord {
             name,
@@ -120,15 +125,62 @@ impl Engine {
         Ok(QueryResult::command("CREATE INDEX"))
     }
 
-    /// 23505 when two rows of `table` share a key of `columns` (NULLs never clash).
-    async fn check_no_duplicates(&self, session: &Session, table: &str, index: &str, columns: &[String]) -> Result<()> {
+    /// An index on one of the session's temporary tables: kept with its definition.
+    async fn create_temp_index(&self, session: &Session, ci: &CreateIndex, method: &str, table: &str, columns: Vec<String>, descending: Vec<bool>) -> Result<QueryResult> {
+        let Some(rec) = session.temp.tables.lock().unwrap_or_else(|p| p.into_inner()).get(table).cloned() else {
+            return Err(Error::TableNotFound(table.to_string()));
+        };
+        let schema = rec.arrow_schema()?.ok_or_else(|| Error::Internal(format!("temporary table {table} has no schema")))?;
+        for c in &columns {
+            if schema.field_with_name(c).is_err() {
+                return Err(Error::ColumnNotFound(format!("\"{c}\" does not exist")));
+            }
+        }
+        let taken = |n: &str| rec.indexes.iter().any(|i| i.name == n) || rec.constraints.iter().any(|c| c.name == n) || session.temp.schema.table_exist(n);
+        let name = match &ci.name {
+            Some(n) => n.0.last().and_then(|p| p.as_ident()).map(|i| if i.quote_style.is_some() { i.value.clone() } else { i.value.to_lowercase() }).unwrap_or_default(),
+            None => {
+                let base = format!("{table}_{}_idx", columns.join("_"));
+                let mut name = base.clone();
+                let mut n = 1;
+                while taken(&name) {
+                    name = format!("{base}{n}");
+                    n += 1;
+                }
+                name
+            }
+        };
+        if taken(&name) {
+            if ci.if_not_exists {
+                session.notice(format!("relation \"{name}\" already exists, skipping"));
+                return Ok(QueryResult::command("CREATE INDEX"));
+            }
+            return Err(Error::TableExists(name));
+        }
+        if ci.unique {
+            let relation = format!("{}.\"{}\"", crate::table_providers::temp::TEMP_SCHEMA, table.replace('"', "\"\""));
+            self.check_no_duplicates(session, &relation, &name, &columns).await?;
+        }
+        let mut rec = rec;
+        rec.indexes.push(ScalarIndexRecord { name, method: method.to_string(), columns, unique: ci.unique, descending, created_at: crate::catalog::now_rfc3339(), comment: None });
+        let current = datafusion::catalog::SchemaProvider::table(session.temp.schema.as_ref(), table).await?.ok_or_else(|| Error::TableNotFound(table.to_string()))?;
+        let inner = current.downcast_ref::<crate::table_providers::owned::OwnedTable>().map(|o| o.inner()).unwrap_or(current);
+        let provider = self.owned_table_over(inner, &rec, true)?;
+        session.temp.schema.deregister_table(table)?;
+        session.temp.schema.register_table(table.to_string(), provider)?;
+        session.temp.tables.lock().unwrap_or_else(|p| p.into_inner()).insert(table.to_string(), rec);
+        Ok(QueryResult::command("CREATE INDEX"))
+    }
+
+    /// 23505 when two rows of `relation` (as SQL, quoted) share a key of `columns`
+    /// (NULLs never clash).
+    async fn check_no_duplicates(&self, session: &Session, relation: &str, index: &str, columns: &[String]) -> Result<()> {
         let quoted: Vec<String> = columns.iter().map(|c| format!("\"{}\"", c.replace('"', "\"\""))).collect();
         let keys = quoted.join(", ");
         let not_null = quoted.iter().map(|c| format!("{c} IS NOT NULL")).collect::<Vec<_>>().join(" AND ");
         let texts = quoted.iter().map(|c| format!("CAST({c} AS VARCHAR)")).collect::<Vec<_>>().join(", ");
         let sql = format!(
-            "SELECT {texts} FROM \"{}\" WHERE {not_null} GROUP BY {keys} HAVING count(*) > 1 LIMIT 1",
-            table.replace('"', "\"\"")
+            "SELECT {texts} FROM {relation} WHERE {not_null} GROUP BY {keys} HAVING count(*) > 1 LIMIT 1"
         );
         let df = session.ctx.sql(&sql).await?;
         let batches = df.collect().await?;
@@ -150,6 +202,19 @@ impl Engine {
 
     /// DROP INDEX of a scalar index; false when `name` is none.
     pub(super) async fn drop_scalar_index(&self, session: &Session, name: &str) -> Result<bool> {
+        let temp_table = session.temp.tables.lock().unwrap_or_else(|p| p.into_inner()).values().find(|d| d.indexes.iter().any(|i| i.name == name)).cloned();
+        if let Some(mut rec) = temp_table {
+            rec.indexes.retain(|i| i.name != name);
+            let table = rec.name.clone();
+            if let Some(current) = SchemaProvider::table(session.temp.schema.as_ref(), &table).await? {
+                let inner = current.downcast_ref::<crate::table_providers::owned::OwnedTable>().map(|o| o.inner()).unwrap_or(current);
+                let provider = self.owned_table_over(inner, &rec, true)?;
+                session.temp.schema.deregister_table(&table)?;
+                session.temp.schema.register_table(table.clone(), provider)?;
+            }
+            session.temp.tables.lock().unwrap_or_else(|p| p.into_inner()).insert(table, rec);
+            return Ok(true);
+        }
         let Some(table) = self.catalog.snapshot().datasets.values().find(|d| d.indexes.iter().any(|i| i.name == name)).map(|d| d.name.clone()) else {
             return Ok(false);
         };

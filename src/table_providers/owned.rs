@@ -63,6 +63,11 @@ impl OwnedTable {
         OwnedTable { inner, defaults, rules: Arc::new(rules), temporary }
     }
 
+    /// The provider of the rows (Parquet files, or a temporary table's memory).
+    pub fn inner(&self) -> Arc<dyn TableProvider> {
+        self.inner.clone()
+    }
+
     pub fn has_unique_keys(&self) -> bool {
         !self.rules.unique.is_empty()
     }

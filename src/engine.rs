@@ -23,6 +23,7 @@ pub mod ingest;
 pub mod limits;
 pub mod privileges;
 mod roles;
+mod schemas;
 mod scalar_index;
 mod sequences;
 pub mod split;
@@ -139,6 +140,8 @@ pub struct Engine {
     catalog: Arc<Catalog>,
     template: SessionContext,
     data_schema: Arc<dyn SchemaProvider>,
+    /// The `lakehouse` catalog: schemas made by CREATE SCHEMA register here.
+    catalog_provider: Arc<dyn CatalogProvider>,
     procedures: HashMap<&'static str, Arc<dyn Procedure>>,
     compat: PostgresCompatibilityParser,
     /// DDL that touches the catalog runs one at a time.
@@ -165,8 +168,16 @@ pub struct Engine {
 /// pg_catalog's tables hold the template context that holds them (a reference
 /// cycle): break it so a dropped engine frees its catalog and data-directory lock
 /// (an engine reopened in the same process, as tests and embedders do).
+impl Engine {
+    /// A clean stop: sequences keep their exact positions (catalog/sequences.rs).
+    pub fn shutdown(&self) {
+        self.sequences.flush();
+    }
+}
+
 impl Drop for Engine {
     fn drop(&mut self) {
+        self.sequences.flush();
         for name in self.template.catalog_names() {
             if let Some(c) = self.template.catalog(&name) {
                 for schema in c.schema_names() {
@@ -287,12 +298,14 @@ impl Engine {
             catalog,
             template,
             data_schema,
+            catalog_provider: catalog_provider.clone(),
             procedures: procedures::all().into_iter().map(|p| (p.name(), p)).collect(),
             compat: PostgresCompatibilityParser::new(),
             ddl: tokio::sync::Mutex::new(()),
             executor,
         });
         engine.restore_attachments();
+        engine.restore_schemas();
         engine.restore_datasets().await;
         engine.restore_indexes().await;
         engine.resume_promotions();
@@ -469,7 +482,7 @@ impl Engine {
             for rec in pending {
                 match self.provider_for(rec).await {
                     Ok(provider) => {
-                        if let Err(e) = self.data_schema.register_table(rec.name.clone(), provider) {
+                        if let Err(e) = self.register_dataset(&rec.name, provider) {
                             tracing::warn!("dataset {}: {e}", rec.name);
                         }
                     }
@@ -794,7 +807,8 @@ impl Engine {
                 | Statement::Deallocate { .. }
                 | Statement::AlterIndex { .. }
                 | Statement::CreateTable(_)
-                | Statement::Drop { object_type: ObjectType::Sequence, .. }
+                | Statement::Drop { object_type: ObjectType::Sequence | ObjectType::Schema, .. }
+                | Statement::CreateSchema { .. }
                 | Statement::Revoke(_) => Some(None),
                 _ => None,
             },
@@ -859,6 +873,10 @@ impl Engine {
                 }
                 Statement::Revoke(r) => return self.revoke(session, r).await,
                 Statement::Deallocate { name, .. } => return self.deallocate(session, name).await,
+                Statement::CreateSchema { schema_name, if_not_exists, .. } => return self.create_schema(session, schema_name, *if_not_exists).await,
+                Statement::Drop { object_type: ObjectType::Schema, names, if_exists, cascade, .. } => {
+                    return self.drop_schemas(session, names, *if_exists, *cascade).await;
+                }
                 Statement::Drop { object_type: ObjectType::Sequence, names, if_exists, cascade, .. } => {
                     return self.drop_sequences(session, names, *if_exists, *cascade).await;
                 }
@@ -1083,17 +1101,6 @@ impl Engine {
 
     // ---------------------------------------------------------------- datasets
 
-    fn dataset_name(&self, name: &TableReference) -> Result<String> {
-        let ok_schema = name.schema().is_none_or(|s| s == DATA_SCHEMA);
-        let ok_catalog = name.catalog().is_none_or(|c| c == CATALOG_NAME);
-        if !ok_schema || !ok_catalog {
-            return Err(Error::NotSupported(format!(
-                "creating or dropping tables outside schema {DATA_SCHEMA} (got {name})"
-            )));
-        }
-        Ok(name.table().to_string())
-    }
-
     async fn create_dataset(
         &self,
         session: &Session,
@@ -1104,7 +1111,7 @@ impl Engine {
 
         let name = self.dataset_name(&cmd.name)?;
         let _ddl = self.ddl.lock().await;
-        let exists = self.catalog.dataset(&name).is_some() || self.data_schema.table_exist(&name);
+        let exists = self.catalog.dataset(&name).is_some() || self.dataset_exists(&name);
         if exists {
             if cmd.if_not_exists {
                 session.notice(format!("relation \"{name}\" already exists, skipping"));
@@ -1174,8 +1181,7 @@ impl Engine {
                 return Err(e);
             }
         };
-        self.data_schema.deregister_table(&name)?;
-        self.data_schema.register_table(name.clone(), provider)?;
+        self.register_dataset(&name, provider)?;
         if let Some(old) = replaced {
             datasets::remove_files(&old);
             self.drop_indexes_of(&name).await?;
@@ -1190,7 +1196,7 @@ impl Engine {
     async fn create_external(&self, session: &Session, cmd: datafusion::logical_expr::CreateExternalTable, definition: String) -> Result<QueryResult> {
         let name = self.dataset_name(&cmd.name)?;
         let _ddl = self.ddl.lock().await;
-        if self.catalog.dataset(&name).is_some() || self.data_schema.table_exist(&name) {
+        if self.catalog.dataset(&name).is_some() || self.dataset_exists(&name) {
             if cmd.if_not_exists {
                 session.notice(format!("relation \"{name}\" already exists, skipping"));
                 return Ok(QueryResult::command("CREATE EXTERNAL TABLE"));
@@ -1230,8 +1236,7 @@ impl Engine {
         let catalog = self.catalog.clone();
         let replace = cmd.or_replace;
         let replaced = crate::catalog::blocking(move || catalog.put_dataset(record, replace)).await?;
-        self.data_schema.deregister_table(&name)?;
-        self.data_schema.register_table(name, provider)?;
+        self.register_dataset(&name, provider)?;
         if let Some(old) = replaced {
             datasets::remove_files(&old);
         }
@@ -1255,16 +1260,16 @@ impl Engine {
         let removed = crate::catalog::blocking(move || catalog.remove_dataset(&n)).await?;
         match removed {
             Some(rec) => {
-                self.data_schema.deregister_table(&name)?;
+                self.deregister_dataset(&name)?;
                 datasets::remove_files(&rec);
                 if let Some(file) = rec.definition.as_deref().and_then(stored_secret) {
                     self.catalog.remove_secret(file);
                 }
                 self.drop_indexes_of(&name).await?;
             }
-            None if self.data_schema.table_exist(&name) => {
+            None if self.dataset_exists(&name) => {
                 // A view or other in-memory table: not in the catalog.
-                self.data_schema.deregister_table(&name)?;
+                self.deregister_dataset(&name)?;
             }
             None if cmd.if_exists => {
                 session.notice(format!("table \"{name}\" does not exist, skipping"));
@@ -1383,7 +1388,7 @@ impl Engine {
                 return Err(Error::TableExists(name));
             }
             self.require_owner(session, &crate::catalog::roles::Object::Table(name.clone()))?;
-        } else if self.data_schema.table_exist(&name) {
+        } else if self.dataset_exists(&name) {
             return Err(Error::TableExists(name));
         }
         let provider = Arc::new(crate::table_providers::view::CheckedView::new(cmd.input.as_ref().clone(), Some(definition.clone())));
@@ -1395,8 +1400,7 @@ impl Engine {
         let catalog = self.catalog.clone();
         let replace = cmd.or_replace;
         crate::catalog::blocking(move || catalog.put_dataset(record, replace)).await?;
-        self.data_schema.deregister_table(&name)?;
-        self.data_schema.register_table(name, provider)?;
+        self.register_dataset(&name, provider)?;
         Ok(QueryResult::command("CREATE VIEW"))
     }
 
@@ -1412,7 +1416,7 @@ impl Engine {
                 let catalog = self.catalog.clone();
                 let n = name.clone();
                 crate::catalog::blocking(move || catalog.remove_dataset(&n)).await?;
-                self.data_schema.deregister_table(&name)?;
+                self.deregister_dataset(&name)?;
             }
             None if cmd.if_exists => session.notice(format!("view \"{name}\" does not exist, skipping")),
             None => return Err(Error::TableNotFound(name)),

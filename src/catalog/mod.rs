@@ -17,6 +17,7 @@ pub mod models;
 pub mod procedures;
 pub mod promotions;
 pub mod roles;
+pub mod schemas;
 pub mod sequences;
 pub mod trials;
 
@@ -67,6 +68,9 @@ pub struct CatalogState {
     /// Added in #14; older catalogs have none.
     #[serde(default)]
     pub sequences: BTreeMap<String, sequences::SequenceRecord>,
+    /// Added in #14; older catalogs have none (only `public`).
+    #[serde(default)]
+    pub schemas: BTreeMap<String, schemas::SchemaRecord>,
 }
 
 pub struct Catalog {

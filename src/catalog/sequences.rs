@@ -315,6 +315,18 @@ impl Sequences {
         }
     }
 
+    /// Write every sequence's true position (a clean shutdown): the next start goes
+    /// on from the last value handed out, not past the reserved block. Blocks are
+    /// reserved again afterwards, so values handed out later stay covered.
+    pub fn flush(&self) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, l) in live.iter_mut() {
+            if l.reserved > 0 && self.store.set_position(name, l.last, l.is_called).is_ok() {
+                l.reserved = 0;
+            }
+        }
+    }
+
     /// Forget a dropped or altered sequence's block.
     pub fn forget(&self, name: &str) {
         self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
@@ -350,17 +362,21 @@ pub fn resolve_name(text: &str) -> Result<String> {
     }
     parts.push(cur);
     let name = parts.pop().unwrap_or_default();
-    let schema_ok = match parts.as_slice() {
-        [] => true,
-        [s] => s == "public" || s == "pg_temp",
-        [c, s] => c == "lakehouse" && s == "public",
-        _ => false,
+    let _ = quoted_any;
+    // The catalog key: the bare name in public (and a session's pg_temp), else
+    // `schema.name` (catalog/schemas.rs).
+    let schema = match parts.as_slice() {
+        [] => None,
+        [s] | [_, s] if parts.len() == 1 || parts[0] == "lakehouse" => Some(s.as_str()),
+        _ => return Err(undefined(text)),
     };
-    if name.is_empty() || !schema_ok {
-        let _ = quoted_any;
+    if name.is_empty() {
         return Err(undefined(text));
     }
-    Ok(name)
+    Ok(match schema {
+        None | Some("public" | "pg_temp") => name,
+        Some(s) => super::schemas::key(Some(s), &name),
+    })
 }
 
 /// May `id` use `rec`: its owner, a superuser, or (for an owned sequence) whoever may
@@ -393,7 +409,8 @@ mod tests {
         assert_eq!(resolve_name("T_Id_Seq").unwrap(), "t_id_seq");
         assert_eq!(resolve_name("\"T_id\"").unwrap(), "T_id");
         assert_eq!(resolve_name("public.s").unwrap(), "s");
-        assert_eq!(resolve_name("other.s").unwrap_err().sqlstate(), "42P01");
+        assert_eq!(resolve_name("other.s").unwrap(), "other.s");
+        assert_eq!(resolve_name("a.b.c").unwrap_err().sqlstate(), "42P01");
     }
 
     #[test]
@@ -410,6 +427,14 @@ mod tests {
         assert!(after > 3, "{after}");
         assert_eq!(seqs.set("s", 10, false).unwrap(), 10);
         assert_eq!(seqs.next("s", 2).unwrap(), vec![10, 11]);
+        // A clean stop writes the true position; values after it are reserved again.
+        seqs.flush();
+        assert_eq!(seqs.next("s", 1).unwrap(), vec![12]);
+        assert!(Sequences::new(catalog.clone()).next("s", 1).unwrap()[0] > 12, "12 was reserved again before it was handed out");
+        let seqs = Sequences::new(catalog.clone());
+        let before = seqs.next("s", 1).unwrap()[0];
+        seqs.flush();
+        assert_eq!(Sequences::new(catalog.clone()).next("s", 1).unwrap(), vec![before + 1]);
     }
 
     #[test]

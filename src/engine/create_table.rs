@@ -97,7 +97,12 @@ fn object_table(name: &ObjectName) -> String {
 /// Take the constraints, defaults, SERIAL and identity columns out of `ct` (left as
 /// DataFusion can plan it), for a table called `table` owned by `owner`.
 /// `relation_taken` says whether a sequence name is in use already.
-pub fn prepare(ct: &mut CreateTable, table: &str, owner: &str, relation_taken: &dyn Fn(&str) -> bool) -> Result<TableDdl> {
+/// `key` is the table's catalog key (`schema.name` outside public): its sequences are
+/// keyed in the same schema; constraints are named after the bare table name.
+pub fn prepare(ct: &mut CreateTable, key: &str, owner: &str, relation_taken: &dyn Fn(&str) -> bool) -> Result<TableDdl> {
+    let table = ct.name.0.last().and_then(|p| p.as_ident()).map(ident).unwrap_or_else(|| key.to_string());
+    let table = table.as_str();
+    let schema_prefix = key.strip_suffix(table).unwrap_or("");
     let mut ddl = TableDdl::default();
     let column_names: Vec<String> = ct.columns.iter().map(|c| ident(&c.name)).collect();
     let mut chosen: Vec<String> = vec![];
@@ -171,9 +176,9 @@ pub fn prepare(ct: &mut CreateTable, table: &str, owner: &str, relation_taken: &
                 if ddl.defaults.contains_key(&cname) {
                     return Err(Error::State("42601", format!("multiple default values specified for column \"{cname}\" of table \"{table}\"")));
                 }
-                let seq_name = choose_name(&format!("{table}_{cname}"), "seq", &|n| relation_taken(n) || ddl.sequences.iter().any(|s| s.name == n));
+                let seq_name = choose_name(&format!("{schema_prefix}{table}_{cname}"), "seq", &|n| relation_taken(n) || ddl.sequences.iter().any(|s| s.name == n));
                 let mut rec = sequences::new_record(&seq_name, &options, Some(owner.to_string()))?;
-                rec.owned_by = Some((table.to_string(), cname.clone()));
+                rec.owned_by = Some((key.to_string(), cname.clone()));
                 let default = format!("nextval('{seq_name}')");
                 kept.push(ColumnOptionDef { name: None, option: ColumnOption::Default(datafusion::sql::sqlparser::parser::Parser::new(&datafusion::sql::sqlparser::dialect::PostgreSqlDialect {})
                     .try_with_sql(&default)

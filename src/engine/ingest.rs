@@ -131,7 +131,7 @@ impl Engine {
             (Some(e), IngestMode::Append) if !e.owned || e.is_view() => {
                 return Err(Error::WrongObjectType(format!("\"{name}\" is not a lakehouse table (append needs one)")));
             }
-            (None, _) if self.data_schema.table_exist(&name) => return Err(Error::TableExists(name)),
+            (None, _) if self.dataset_exists(&name) => return Err(Error::TableExists(name)),
             // Appending is an INSERT; replacing the table takes owning it.
             (Some(_), IngestMode::Append) => self.require(session, &Object::Table(name.clone()), crate::catalog::roles::Privilege::Insert)?,
             (Some(_), _) => self.require_owner(session, &Object::Table(name.clone()))?,
@@ -219,8 +219,7 @@ impl Engine {
             let replace = req.mode == IngestMode::Replace;
             let replaced = crate::catalog::blocking(move || catalog.put_dataset(rec, replace)).await?;
             staging.keep();
-            self.data_schema.deregister_table(&name)?;
-            self.data_schema.register_table(name.clone(), provider)?;
+            self.register_dataset(&name, provider)?;
             drop(_ddl);
             if let Some(old) = replaced {
                 datasets::remove_files(&old);

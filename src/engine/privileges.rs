@@ -56,6 +56,7 @@ pub fn needs_of(plan: &LogicalPlan, state: &CatalogState) -> Result<Vec<Need>> {
 fn object_of(name: &TableReference, state: &CatalogState) -> Option<Object> {
     match name.schema() {
         None | Some(DATA_SCHEMA) => Some(Object::Table(name.table().to_string())),
+        Some(s) if state.schemas.contains_key(s) => Some(Object::Table(crate::catalog::schemas::key(Some(s), name.table()))),
         Some(s) if state.attachments.contains_key(s) => Some(Object::Schema(s.to_string())),
         // System schemas (lakehouse, pg_catalog, information_schema).
         _ => None,

@@ -238,8 +238,7 @@ impl Engine {
     async fn reload_owned_table(&self, table: &str) -> Result<()> {
         let rec = self.catalog.dataset(table).ok_or_else(|| Error::TableNotFound(table.to_string()))?;
         let provider = self.owned_table(&rec)?;
-        self.data_schema.deregister_table(table)?;
-        self.data_schema.register_table(table.to_string(), provider)?;
+        self.register_dataset(table, provider)?;
         Ok(())
     }
 }

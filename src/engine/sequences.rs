@@ -261,12 +261,17 @@ impl Engine {
             return Err(Error::NotSupported("CREATE TEMPORARY SEQUENCE (create a plain sequence)".into()));
         }
         let name = d.name.clone();
+        if let Some((schema, _)) = name.split_once('.') {
+            if !self.schema_exists(schema) {
+                return Err(Error::State("3F000", format!("schema \"{schema}\" does not exist")));
+            }
+        }
         let mut rec = sequences::new_record(&name, &d.options, Some(session.user.clone()))?;
         if let Some(owner) = &d.owned_by {
             rec.owned_by = self.sequence_owner(session, owner.as_ref())?;
         }
         let _ddl = self.ddl.lock().await;
-        if self.data_schema.table_exist(&name) {
+        if self.dataset_exists(&name) {
             return Err(Error::TableExists(name));
         }
         let catalog = self.catalog.clone();
@@ -491,8 +496,8 @@ mod tests {
 
     #[test]
     fn sequence_options_parse_in_any_order() {
-        let d = parse_sequence_ddl("CREATE SEQUENCE IF NOT EXISTS \"My\".s MAXVALUE 9 START 3 NO CYCLE AS integer INCREMENT BY -1").unwrap_err();
-        assert_eq!(d.sqlstate(), "42P01", "schema My does not exist");
+        let d = parse_sequence_ddl("CREATE SEQUENCE IF NOT EXISTS \"My\".s MAXVALUE 9 START 3 NO CYCLE AS integer INCREMENT BY -1").unwrap();
+        assert_eq!(d.name, "My.s", "the key in schema My");
         let d = parse_sequence_ddl("create sequence s maxvalue 9 start 3 no cycle as int4 increment by -1 cache 5").unwrap();
         assert_eq!(d.options.max, Some(Some(9)));
         assert_eq!(d.options.start, Some(3));

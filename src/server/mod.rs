@@ -99,5 +99,6 @@ pub async fn serve(engine: Arc<Engine>, listener: TcpListener, shutdown: impl Fu
     if tokio::time::timeout(Duration::from_secs(5), drain).await.is_err() {
         tasks.abort_all();
     }
+    handlers.engine.shutdown();
     Ok(())
 }

@@ -209,11 +209,11 @@ impl HnswRewrite {
     }
 }
 
-/// Our dataset name for a table reference in the default schema.
+/// Our dataset key for a table reference (`name`, or `schema.name` outside public;
+/// a key no index is on simply finds none).
 fn dataset_name(t: &TableReference) -> Option<String> {
-    let ok_schema = t.schema().is_none_or(|s| s == crate::engine::DATA_SCHEMA);
     let ok_catalog = t.catalog().is_none_or(|c| c == crate::engine::CATALOG_NAME);
-    (ok_schema && ok_catalog).then(|| t.table().to_string())
+    ok_catalog.then(|| crate::catalog::schemas::key(t.schema(), t.table()))
 }
 
 impl OptimizerRule for HnswRewrite {

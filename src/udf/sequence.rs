@@ -244,7 +244,10 @@ impl SequenceFn {
                 return Err(Error::TableNotFound(table));
             }
             match state.sequences.values().find(|s| owns(s)) {
-                Some(s) => out.append_value(format!("public.{}", s.name)),
+                Some(s) => match crate::catalog::schemas::split(&s.name, |x| state.schemas.contains_key(x)) {
+                    (Some(schema), name) => out.append_value(format!("{schema}.{name}")),
+                    (None, name) => out.append_value(format!("public.{name}")),
+                },
                 None => out.append_null(),
             }
         }

@@ -251,3 +251,31 @@ async fn sequence_values_are_never_repeated_after_sigkill() {
     assert!(stored as usize >= ids.len() + 1, "{stored} rows for {} acknowledged inserts", ids.len());
     server.terminate();
 }
+
+/// Schemas, their tables, constraints, indexes and sequences are there after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemas_and_their_tables_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = BinaryServer::start(&data);
+    let c = connect(server.port, "tester", None).await.unwrap();
+    c.batch_execute(
+        "CREATE SCHEMA app; CREATE TABLE app.users (id serial PRIMARY KEY, email text UNIQUE); \
+         INSERT INTO app.users (email) VALUES ('a@x'), ('b@x'); CREATE INDEX ON app.users (email); \
+         COMMENT ON TABLE app.users IS 'people'",
+    )
+    .await
+    .unwrap();
+    drop(c);
+    server.terminate();
+    let server = BinaryServer::start(&data);
+    let c = connect(server.port, "tester", None).await.unwrap();
+    let n: i64 = c.query_one("SELECT count(*) FROM app.users", &[]).await.unwrap().get(0);
+    assert_eq!(n, 2);
+    c.batch_execute("INSERT INTO app.users (email) VALUES ('c@x')").await.unwrap();
+    let id: i32 = c.query_one("SELECT id FROM app.users WHERE email = 'c@x'", &[]).await.unwrap().get(0);
+    assert_eq!(id, 3);
+    let e = c.batch_execute("INSERT INTO app.users (email) VALUES ('a@x')").await.unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("23505"), "{e}");
+    server.terminate();
+}

@@ -349,7 +349,11 @@ impl Engine {
         let _ddl = self.ddl.lock().await;
         for n in names {
             let name = n.0.last().map(|p| p.to_string()).unwrap_or_default().trim_matches('"').to_string();
-            if self.drop_scalar_index(session, &name).await? {
+            let key = match n.0.as_slice() {
+                [s, _] => crate::catalog::schemas::key(Some(s.to_string().trim_matches('"')), &name),
+                _ => name.clone(),
+            };
+            if self.drop_scalar_index(session, &key).await? {
                 continue;
             }
             self.require_index_owner(session, &name)?;

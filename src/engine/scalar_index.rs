@@ -15,23 +15,39 @@ use crate::catalog::CatalogState;
 use crate::catalog::datasets::ScalarIndexRecord;
 use crate::error::{Error, Result};
 
-/// Is `name` a relation already: a table, view, sequence, index, or the index of a
-/// PRIMARY KEY / UNIQUE constraint (PostgreSQL's relations share one namespace)?
-pub fn relation_taken(state: &CatalogState, name: &str) -> bool {
-    state.datasets.contains_key(name)
-        || state.indexes.contains_key(name)
-        || state.sequences.contains_key(name)
+/// Is `key` (`name`, or `schema.name`) a relation already: a table, view, sequence,
+/// index, or the index of a PRIMARY KEY / UNIQUE constraint, in that schema
+/// (PostgreSQL's relations share one namespace per schema)?
+pub fn relation_taken(state: &CatalogState, key: &str) -> bool {
+    fn in_schema<'a>(state: &CatalogState, k: &'a str) -> (Option<&'a str>, &'a str) {
+        crate::catalog::schemas::split(k, |s| state.schemas.contains_key(s))
+    }
+    let (schema, bare) = in_schema(state, key);
+    state.datasets.contains_key(key)
+        || state.indexes.contains_key(key)
+        || state.sequences.contains_key(key)
         || state.datasets.values().any(|d| {
-            d.indexes.iter().any(|i| i.name == name) || d.constraints.iter().any(|c| (c.kind == "p" || c.kind == "u") && c.name == name)
+            in_schema(state, &d.name).0 == schema
+                && (d.indexes.iter().any(|i| i.name == bare) || d.constraints.iter().any(|c| (c.kind == "p" || c.kind == "u") && c.name == bare))
         })
 }
 
-/// PostgreSQL's name for an unnamed index: `<table>_<columns>_idx`, numbered when taken.
-pub fn default_index_name(state: &CatalogState, table: &str, columns: &[String]) -> String {
+/// The schema prefix of a dataset key (`s.` or nothing).
+fn prefix_of<'a>(state: &CatalogState, key: &'a str) -> (&'a str, &'a str) {
+    match crate::catalog::schemas::split(key, |s| state.schemas.contains_key(s)) {
+        (Some(s), t) => (&key[..s.len() + 1], t),
+        (None, t) => ("", t),
+    }
+}
+
+/// PostgreSQL's name for an unnamed index on table `key`: `<table>_<columns>_idx`,
+/// numbered when taken in the table's schema.
+pub fn default_index_name(state: &CatalogState, key: &str, columns: &[String]) -> String {
+    let (prefix, table) = prefix_of(state, key);
     let base = format!("{table}_{}_idx", columns.join("_"));
     let mut name = base.clone();
     let mut n = 1;
-    while relation_taken(state, &name) {
+    while relation_taken(state, &format!("{prefix}{name}")) {
         name = format!("{base}{n}");
         n += 1;
     }
@@ -93,7 +109,8 @@ impl Engine {
             Some(n) => n.0.last().and_then(|p| p.as_ident()).map(|i| if i.quote_style.is_some() { i.value.clone() } else { i.value.to_lowercase() }).unwrap_or_default(),
             None => default_index_name(&state, &table, &columns),
         };
-        if relation_taken(&state, &name) {
+        let (prefix, _) = prefix_of(&state, &table);
+        if relation_taken(&state, &format!("{prefix}{name}")) {
             if ci.if_not_exists {
                 session.notice(format!("relation \"{name}\" already exists, skipping"));
                 return Ok(QueryResult::command("CREATE INDEX"));
@@ -201,6 +218,7 @@ impl Engine {
     }
 
     /// DROP INDEX of a scalar index; false when `name` is none.
+    /// `name` is the index's key (`schema.name` outside public).
     pub(super) async fn drop_scalar_index(&self, session: &Session, name: &str) -> Result<bool> {
         let temp_table = session.temp.tables.lock().unwrap_or_else(|p| p.into_inner()).values().find(|d| d.indexes.iter().any(|i| i.name == name)).cloned();
         if let Some(mut rec) = temp_table {
@@ -215,9 +233,16 @@ impl Engine {
             session.temp.tables.lock().unwrap_or_else(|p| p.into_inner()).insert(table, rec);
             return Ok(true);
         }
-        let Some(table) = self.catalog.snapshot().datasets.values().find(|d| d.indexes.iter().any(|i| i.name == name)).map(|d| d.name.clone()) else {
+        let state = self.catalog.snapshot();
+        let (schema, bare) = crate::catalog::schemas::split(name, |s| state.schemas.contains_key(s));
+        let found = state
+            .datasets
+            .values()
+            .find(|d| crate::catalog::schemas::split(&d.name, |s| state.schemas.contains_key(s)).0 == schema && d.indexes.iter().any(|i| i.name == bare));
+        let Some(table) = found.map(|d| d.name.clone()) else {
             return Ok(false);
         };
+        let name = bare;
         self.require_owner(session, &crate::catalog::roles::Object::Table(table.clone()))?;
         let catalog = self.catalog.clone();
         let (t, n) = (table.clone(), name.to_string());

@@ -32,6 +32,7 @@ pub struct Activity {
 
 pub struct Backend {
     pub pid: i32,
+    locks: Arc<AdvisoryLocks>,
     pub user: String,
     pub database: String,
     pub client_addr: Option<SocketAddr>,
@@ -49,6 +50,13 @@ impl std::fmt::Debug for Backend {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Drop for Backend {
+    /// A session's advisory locks end with it.
+    fn drop(&mut self) {
+        self.locks.release_all(self.pid);
+    }
 }
 
 impl Backend {
@@ -100,13 +108,14 @@ impl Backend {
 pub struct Backends {
     live: Mutex<BTreeMap<i32, Weak<Backend>>>,
     next_pid: AtomicI32,
+    pub locks: Arc<AdvisoryLocks>,
 }
 
 impl Default for Backends {
     fn default() -> Self {
         // In-process sessions count from here; the server's come from the protocol's
         // random process ids, never taken twice while both live.
-        Backends { live: Mutex::default(), next_pid: AtomicI32::new(10_000) }
+        Backends { live: Mutex::default(), next_pid: AtomicI32::new(10_000), locks: Arc::default() }
     }
 }
 
@@ -127,6 +136,7 @@ impl Backends {
         let now = Utc::now();
         let backend = Arc::new(Backend {
             pid,
+            locks: self.locks.clone(),
             user: user.to_string(),
             database: database.to_string(),
             client_addr,
@@ -146,6 +156,119 @@ impl Backends {
 
     pub fn get(&self, pid: i32) -> Option<Arc<Backend>> {
         lock(&self.live).get(&pid).and_then(Weak::upgrade)
+    }
+}
+
+/// One advisory lock: held by one session exclusively, or shared by several; each
+/// holder counts its acquisitions (PostgreSQL's locks stack).
+#[derive(Debug)]
+enum Held {
+    Exclusive(i32, u32),
+    Shared(BTreeMap<i32, u32>),
+}
+
+/// `pg_advisory_lock` and friends (#14): session-level locks on 64-bit keys, released
+/// by unlock or when the session ends.
+#[derive(Debug, Default)]
+pub struct AdvisoryLocks {
+    held: Mutex<BTreeMap<i64, Held>>,
+    released: tokio::sync::Notify,
+}
+
+impl AdvisoryLocks {
+    /// Take `key` for `pid` if nothing blocks it.
+    pub fn try_lock(&self, key: i64, pid: i32, shared: bool) -> bool {
+        let mut held = lock(&self.held);
+        match (held.get_mut(&key), shared) {
+            (None, false) => {
+                held.insert(key, Held::Exclusive(pid, 1));
+                true
+            }
+            (None, true) => {
+                held.insert(key, Held::Shared(BTreeMap::from([(pid, 1)])));
+                true
+            }
+            (Some(Held::Exclusive(p, n)), false) if *p == pid => {
+                *n += 1;
+                true
+            }
+            (Some(Held::Shared(holders)), true) => {
+                *holders.entry(pid).or_insert(0) += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Wait until `key` can be taken (a cancel drops the wait).
+    pub async fn lock(&self, key: i64, pid: i32, shared: bool) {
+        loop {
+            let released = self.released.notified();
+            if self.try_lock(key, pid, shared) {
+                return;
+            }
+            released.await;
+        }
+    }
+
+    /// Release one acquisition; false when `pid` did not hold it in that mode.
+    pub fn unlock(&self, key: i64, pid: i32, shared: bool) -> bool {
+        let mut held = lock(&self.held);
+        let done = match (held.get_mut(&key), shared) {
+            (Some(Held::Exclusive(p, n)), false) if *p == pid => {
+                *n -= 1;
+                if *n == 0 {
+                    held.remove(&key);
+                }
+                true
+            }
+            (Some(Held::Shared(holders)), true) if holders.contains_key(&pid) => {
+                let n = holders.get_mut(&pid).map(|n| {
+                    *n -= 1;
+                    *n
+                });
+                if n == Some(0) {
+                    holders.remove(&pid);
+                }
+                if holders.is_empty() {
+                    held.remove(&key);
+                }
+                true
+            }
+            _ => false,
+        };
+        drop(held);
+        if done {
+            self.released.notify_waiters();
+        }
+        done
+    }
+
+    /// Release everything `pid` holds (pg_advisory_unlock_all, session end).
+    pub fn release_all(&self, pid: i32) {
+        let mut held = lock(&self.held);
+        held.retain(|_, h| match h {
+            Held::Exclusive(p, _) => *p != pid,
+            Held::Shared(holders) => {
+                holders.remove(&pid);
+                !holders.is_empty()
+            }
+        });
+        drop(held);
+        self.released.notify_waiters();
+    }
+
+    /// (key, pid, exclusive) of every lock held, for pg_locks.
+    pub fn all(&self) -> Vec<(i64, i32, bool)> {
+        let held = lock(&self.held);
+        let mut out = vec![];
+        for (k, h) in held.iter() {
+            match h {
+                Held::Exclusive(p, _) => out.push((*k, *p, true)),
+                Held::Shared(holders) => out.extend(holders.keys().map(|p| (*k, *p, false))),
+            }
+        }
+        out
     }
 }
 
@@ -170,5 +293,26 @@ mod tests {
         assert_eq!(two.activity().state, "idle");
         assert_eq!(two.activity().query, "SELECT 1");
         assert!(!two.cancel(), "an in-process session has nothing to signal");
+    }
+
+    #[test]
+    fn advisory_locks_stack_share_and_end_with_their_session() {
+        let b = Backends::default();
+        let one = b.register(None, "a", "d", None);
+        let two = b.register(None, "b", "d", None);
+        let l = &b.locks;
+        assert!(l.try_lock(1, one.pid, false));
+        assert!(l.try_lock(1, one.pid, false), "locks stack");
+        assert!(!l.try_lock(1, two.pid, false));
+        assert!(!l.try_lock(1, two.pid, true));
+        assert!(l.unlock(1, one.pid, false));
+        assert!(!l.try_lock(1, two.pid, false), "still held once");
+        assert!(l.unlock(1, one.pid, false));
+        assert!(!l.unlock(1, one.pid, false), "not held any more");
+        assert!(l.try_lock(2, one.pid, true) && l.try_lock(2, two.pid, true));
+        assert!(!l.try_lock(2, one.pid, false));
+        assert!(l.try_lock(3, two.pid, false));
+        drop(two);
+        assert_eq!(l.all(), vec![(2, one.pid, false)], "the dropped session's locks are gone");
     }
 }

@@ -433,6 +433,9 @@ impl Engine {
         for f in crate::udf::backend::functions(backend.pid, &identity, &self.backends) {
             ctx.register_udf(f);
         }
+        for f in crate::udf::advisory_lock::functions(backend.pid, &self.backends.locks) {
+            ctx.register_udf(f);
+        }
         Session::new(id, user.to_string(), database.to_string(), ctx, backend).with_temp(temp).with_superuser(superuser)
     }
 
@@ -441,13 +444,10 @@ impl Engine {
     /// statement is its error (XX000), never a partial answer.
     pub async fn execute_on_query_runtime(self: &Arc<Self>, session: &Arc<Session>, sql: &str) -> (Vec<QueryResult>, Option<Error>) {
         let (engine, s, sql) = (self.clone(), session.clone(), sql.to_string());
-        session.backend.begin(&sql);
-        let out = match self.executor.spawn(async move { engine.execute(&s, &sql).await }).await {
+        match self.executor.spawn(async move { engine.execute(&s, &sql).await }).await {
             Ok(r) => r,
             Err(e) => (vec![], Some(e)),
-        };
-        session.backend.end();
-        out
+        }
     }
 
     /// [`Engine::prepare`] on the query runtime.
@@ -464,10 +464,7 @@ impl Engine {
         params: Vec<ScalarValue>,
     ) -> Result<QueryResult> {
         let (engine, s) = (self.clone(), session.clone());
-        session.backend.begin(&statement.statement.sql);
-        let out = self.executor.spawn(async move { engine.execute_prepared(&s, &statement.statement, params).await }).await;
-        session.backend.end();
-        out?
+        self.executor.spawn(async move { engine.execute_prepared(&s, &statement.statement, params).await }).await?
     }
 
     async fn restore_datasets(&self) {
@@ -988,7 +985,7 @@ impl Engine {
                     // the next start, and no table could be created in one.
                     LogicalPlan::Ddl(DdlStatement::CreateCatalogSchema(_) | DdlStatement::CreateCatalog(_) | DdlStatement::DropCatalogSchema(_)) => {
                         return Err(Error::NotSupported(
-                            "CREATE/DROP SCHEMA (tables live in schema public; an attached database is a schema: ATTACH 'url' AS name)".into(),
+                            "CREATE/DROP DATABASE and catalogs (lakehouse serves one database; CREATE SCHEMA makes a namespace in it)".into(),
                         ));
                     }
                     LogicalPlan::Ddl(d) => Some(d.name().to_string()),

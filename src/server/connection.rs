@@ -204,6 +204,25 @@ pub async fn handle(socket: TcpStream, addr: SocketAddr, h: Arc<Handlers>) -> io
         }
         let is_cancel = matches!(msg, PgWireFrontendMessage::CancelRequest(_));
         let runs_statement = matches!(msg, PgWireFrontendMessage::Query(_) | PgWireFrontendMessage::Execute(_));
+        // pg_stat_activity: active from the statement's start until its last row is sent.
+        let running = match &msg {
+            PgWireFrontendMessage::Query(q) => Some(q.query.clone()),
+            PgWireFrontendMessage::Execute(e) => {
+                use pgwire::api::store::{Entry, PortalStore};
+                use pgwire::api::ClientPortalStore;
+                match socket.portal_store().get_portal(e.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME)) {
+                    Some(Entry::Value(p)) => Some(p.statement.statement.sql.clone()),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let backend = running.as_ref().map(|q| {
+            let b = super::handler::session_for(&h.engine, &socket).backend.clone();
+            b.begin(q);
+            b
+        });
+        let _idle_after = backend.map(IdleAfter);
         let work = AssertUnwindSafe(process_message(
             msg,
             &mut socket,
@@ -267,6 +286,15 @@ pub async fn handle(socket: TcpStream, addr: SocketAddr, h: Arc<Handlers>) -> io
             let _ = fatal(&mut socket, "57P01", "terminating connection due to administrator command").await;
             return Ok(());
         }
+    }
+}
+
+/// Marks the session idle when the statement's handling ends, however it ends.
+struct IdleAfter(Arc<crate::backends::Backend>);
+
+impl Drop for IdleAfter {
+    fn drop(&mut self) {
+        self.0.end();
     }
 }
 

@@ -2,6 +2,7 @@
 //! surface this folder adds: version/psql helpers, the vector type and distances
 //! (vector_search is registered by the engine, which owns the index registry).
 
+pub mod advisory_lock;
 pub mod backend;
 pub mod distance;
 pub mod embed;

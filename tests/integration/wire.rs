@@ -163,3 +163,39 @@ async fn temporary_tables_and_backends_belong_to_their_session() {
     }
     server.stop().await;
 }
+
+/// An advisory lock held by one session blocks another's until it is released (or
+/// its session ends).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advisory_locks_block_other_sessions() {
+    let server = TestServer::start().await;
+    let a = server.client().await;
+    let b = server.client().await;
+    a.batch_execute("SELECT pg_advisory_lock(7)").await.unwrap();
+    let got: bool = b.query_one("SELECT pg_try_advisory_lock(7)", &[]).await.unwrap().get(0);
+    assert!(!got);
+    let waiter = tokio::spawn(async move {
+        b.batch_execute("SELECT pg_advisory_lock(7)").await.unwrap();
+        let mine: bool = b.query_one("SELECT pg_advisory_unlock(7)", &[]).await.unwrap().get(0);
+        mine
+    });
+    // Released once b waits (pg_stat_activity shows it active), b then gets it.
+    let started = std::time::Instant::now();
+    loop {
+        let waiting: i64 = a
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = 'SELECT pg_advisory_lock(7)'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if waiting == 1 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "b never waited");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!waiter.is_finished(), "b must wait while a holds the lock");
+    let released: bool = a.query_one("SELECT pg_advisory_unlock(7)", &[]).await.unwrap().get(0);
+    assert!(released);
+    assert!(waiter.await.unwrap(), "b held the lock it waited for");
+    server.stop().await;
+}

@@ -40,6 +40,30 @@ pub struct Backend {
     pub application_name: Mutex<String>,
     activity: Mutex<Activity>,
     control: Mutex<Option<Arc<dyn BackendControl>>>,
+    /// LISTEN's channels, and notifications waiting to be sent to the client.
+    listening: Mutex<std::collections::BTreeSet<String>>,
+    inbox: Mutex<std::collections::VecDeque<Notification>>,
+    /// Wakes the connection loop when a notification arrives.
+    pub arrived: tokio::sync::Notify,
+}
+
+/// PostgreSQL's limit on a NOTIFY payload.
+pub const MAX_PAYLOAD: usize = 7999;
+
+/// 22023 when a NOTIFY payload is too long.
+pub fn check_payload(payload: &str) -> crate::error::Result<()> {
+    if payload.len() > MAX_PAYLOAD {
+        return Err(crate::error::Error::InvalidParameter("payload string too long (at most 7999 bytes)".into()));
+    }
+    Ok(())
+}
+
+/// One NOTIFY, as the client receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub pid: i32,
+    pub channel: String,
+    pub payload: String,
 }
 
 impl std::fmt::Debug for Backend {
@@ -75,6 +99,30 @@ impl Backend {
 
     pub fn activity(&self) -> Activity {
         lock(&self.activity).clone()
+    }
+
+    /// LISTEN channel.
+    pub fn listen(&self, channel: &str) {
+        lock(&self.listening).insert(channel.to_string());
+    }
+
+    /// UNLISTEN channel (None: `*`, all of them).
+    pub fn unlisten(&self, channel: Option<&str>) {
+        match channel {
+            Some(c) => {
+                lock(&self.listening).remove(c);
+            }
+            None => lock(&self.listening).clear(),
+        }
+    }
+
+    pub fn listening(&self) -> Vec<String> {
+        lock(&self.listening).iter().cloned().collect()
+    }
+
+    /// The notifications that arrived since the last call.
+    pub fn take_notifications(&self) -> Vec<Notification> {
+        lock(&self.inbox).drain(..).collect()
     }
 
     pub fn set_control(&self, control: Arc<dyn BackendControl>) {
@@ -144,6 +192,9 @@ impl Backends {
             application_name: Mutex::new(String::new()),
             activity: Mutex::new(Activity { state: "idle", query: String::new(), query_start: None, state_change: now }),
             control: Mutex::new(None),
+            listening: Mutex::default(),
+            inbox: Mutex::default(),
+            arrived: tokio::sync::Notify::new(),
         });
         live.insert(pid, Arc::downgrade(&backend));
         backend
@@ -156,6 +207,16 @@ impl Backends {
 
     pub fn get(&self, pid: i32) -> Option<Arc<Backend>> {
         lock(&self.live).get(&pid).and_then(Weak::upgrade)
+    }
+
+    /// NOTIFY: every session listening on `channel` (the sender's too) gets it.
+    pub fn notify(&self, channel: &str, payload: &str, from: i32) {
+        for b in self.all() {
+            if lock(&b.listening).contains(channel) {
+                lock(&b.inbox).push_back(Notification { pid: from, channel: channel.to_string(), payload: payload.to_string() });
+                b.arrived.notify_one();
+            }
+        }
     }
 }
 
@@ -293,6 +354,21 @@ mod tests {
         assert_eq!(two.activity().state, "idle");
         assert_eq!(two.activity().query, "SELECT 1");
         assert!(!two.cancel(), "an in-process session has nothing to signal");
+    }
+
+    #[test]
+    fn notifications_reach_the_sessions_listening() {
+        let b = Backends::default();
+        let one = b.register(None, "a", "d", None);
+        let two = b.register(None, "b", "d", None);
+        one.listen("jobs");
+        two.listen("other");
+        b.notify("jobs", "42", two.pid);
+        assert_eq!(one.take_notifications(), vec![Notification { pid: two.pid, channel: "jobs".into(), payload: "42".into() }]);
+        assert!(two.take_notifications().is_empty());
+        one.unlisten(None);
+        b.notify("jobs", "43", two.pid);
+        assert!(one.take_notifications().is_empty());
     }
 
     #[test]

@@ -14,11 +14,13 @@ mod confine;
 pub mod create_table;
 mod comment;
 mod current_setting;
+pub mod cursors;
 mod custom;
 mod pg_catalog_names;
 mod fast_knn;
 mod identity;
 mod index_ddl;
+mod listen;
 pub mod ingest;
 pub mod limits;
 pub mod privileges;
@@ -128,6 +130,8 @@ pub struct Prepared {
     pub param_is_oid: Vec<bool>,
     /// Row description; None for commands.
     pub schema: Option<SchemaRef>,
+    /// DECLARE … CURSOR FOR query: the query's plan, bound at each Execute.
+    cursor_plan: Option<LogicalPlan>,
     /// Decided at the first Execute: whether this is a plain k-NN query the index can
     /// answer without re-planning (see engine/fast_knn.rs).
     fast: fast_knn::FastSlot,
@@ -679,8 +683,33 @@ impl Engine {
                 self.check_identity_always(ins)?;
             }
         }
+        let mut cursor_plan = None;
+        let fetch_from = match &statement {
+            DFStatement::Statement(s) => match s.as_ref() {
+                Statement::Call(f) => match custom::from_call(f) {
+                    Ok(Some((custom::Kind::Fetch, text))) => Some(cursors::parse_fetch(&text)?),
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        };
         let (plan, schema) = match self.command_schema(&statement) {
+            // FETCH's rows are its cursor's.
+            Some(_) if fetch_from.as_ref().is_some_and(|(is_move, _, _)| !is_move) => {
+                let (_, name, _) = fetch_from.as_ref().expect("checked");
+                (None, Some(self.cursor_schema(session, name).await?))
+            }
             Some(schema) => (None, schema),
+            // DECLARE's query takes the parameters.
+            None if matches!(&statement, DFStatement::Statement(s) if matches!(s.as_ref(), Statement::Declare { .. })) => {
+                let DFStatement::Statement(s) = &statement else { unreachable!() };
+                let Statement::Declare { stmts } = s.as_ref() else { unreachable!() };
+                let [d] = stmts.as_slice() else { return Err(Error::Syntax("DECLARE one cursor at a time".into())) };
+                let p = placeholders_typed_by_casts(self.cursor_plan(session, d).await?)?;
+                cursor_plan = Some(p.clone());
+                (Some(p), None)
+            }
             None => {
                 let prepared = self.prepare_statement(self.vector_values(statement.clone())).await?;
                 let plan = session.ctx.state().statement_to_plan(strip_options(prepared).0).await?;
@@ -730,7 +759,9 @@ impl Engine {
             }
             None => vec![],
         };
-        Ok(Prepared { sql: sql.to_string(), statement, plan, param_types, param_is_oid, schema, fast: Default::default() })
+        // A DECLARE runs as a command; its query's plan is kept apart.
+        let plan = if cursor_plan.is_some() { None } else { plan };
+        Ok(Prepared { sql: sql.to_string(), statement, plan, cursor_plan, param_types, param_is_oid, schema, fast: Default::default() })
     }
 
     /// Execute a prepared statement with bound parameter values.
@@ -765,6 +796,16 @@ impl Engine {
                 self.run_plan(session, plan, &prepared.statement, bucket).await
             }
             None => {
+                if let (Some(plan), DFStatement::Statement(s)) = (&prepared.cursor_plan, &prepared.statement) {
+                    if let Statement::Declare { stmts } = s.as_ref() {
+                        let plan = if params.is_empty() {
+                            plan.clone()
+                        } else {
+                            plan.clone().with_param_values(ParamValues::List(params.into_iter().map(Into::into).collect()))?
+                        };
+                        return self.declare_cursor(session, &stmts[0], plan).await;
+                    }
+                }
                 if !params.is_empty() {
                     return Err(Error::invalid("this statement takes no parameters"));
                 }
@@ -805,6 +846,10 @@ impl Engine {
                 | Statement::AlterIndex { .. }
                 | Statement::CreateTable(_)
                 | Statement::Drop { object_type: ObjectType::Sequence | ObjectType::Schema, .. }
+                | Statement::Close { .. }
+                | Statement::LISTEN { .. }
+                | Statement::UNLISTEN { .. }
+                | Statement::NOTIFY { .. }
                 | Statement::CreateSchema { .. }
                 | Statement::Revoke(_) => Some(None),
                 _ => None,
@@ -833,13 +878,32 @@ impl Engine {
                     return match custom::from_call(f)? {
                         Some((custom::Kind::Sequence, sql)) => self.sequence_ddl(session, &sql).await,
                         Some((custom::Kind::CommentOnConstraint, sql)) => self.comment_on_constraint(session, &sql).await,
+                        Some((custom::Kind::Fetch, sql)) => {
+                            let (is_move, name, direction) = cursors::parse_fetch(&sql)?;
+                            self.fetch(session, &name, &direction, is_move).await
+                        }
                         None => Err(Error::Internal("custom statement".into())),
                     };
                 }
                 Statement::Call(f) => return self.call(session, f).await,
                 Statement::StartTransaction { .. } => return Ok(QueryResult::command("BEGIN")),
-                Statement::Commit { .. } => return Ok(QueryResult::command("COMMIT")),
-                Statement::Rollback { .. } => return Ok(QueryResult::command("ROLLBACK")),
+                Statement::Commit { .. } => {
+                    cursors::end_transaction(session).await;
+                    return Ok(QueryResult::command("COMMIT"));
+                }
+                Statement::Rollback { .. } => {
+                    cursors::end_transaction(session).await;
+                    return Ok(QueryResult::command("ROLLBACK"));
+                }
+                Statement::Declare { stmts } => {
+                    let [d] = stmts.as_slice() else { return Err(Error::Syntax("DECLARE one cursor at a time".into())) };
+                    let plan = self.cursor_plan(session, d).await?;
+                    return self.declare_cursor(session, d, plan).await;
+                }
+                Statement::Close { cursor } => return self.close_cursor(session, cursor).await,
+                Statement::LISTEN { channel } => return self.listen(session, channel),
+                Statement::UNLISTEN { channel } => return self.unlisten(session, channel),
+                Statement::NOTIFY { channel, payload } => return self.notify(session, channel, payload.as_deref()),
                 Statement::Set(set) => return self.set(session, set),
                 Statement::ShowVariable { variable } => return self.show(session, &show_name(variable)),
                 Statement::Discard { .. } => {
@@ -1620,6 +1684,17 @@ fn placeholders_typed_by_casts(plan: LogicalPlan) -> Result<LogicalPlan> {
         })
     })?;
     Ok(typed.data)
+}
+
+impl Engine {
+    /// The plan of a DECLARE's query.
+    async fn cursor_plan(&self, session: &Session, d: &datafusion::sql::sqlparser::ast::Declare) -> Result<LogicalPlan> {
+        let query = d.for_query.as_ref().ok_or_else(|| Error::Syntax("DECLARE … CURSOR FOR query".into()))?;
+        let mut statement = Statement::Query(query.clone());
+        temp_table::qualify(&mut statement, session);
+        let prepared = self.prepare_statement(self.vector_values(DFStatement::Statement(Box::new(statement)))).await?;
+        Ok(session.ctx.state().statement_to_plan(prepared).await?)
+    }
 }
 
 /// The type a signature takes at argument `i`, if it names one.

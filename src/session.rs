@@ -84,6 +84,8 @@ pub struct Session {
     pub deallocated: Mutex<Vec<Option<String>>>,
     /// Temporary tables and sequences.
     pub temp: TempObjects,
+    /// Open cursors (DECLARE … CURSOR; engine/cursors.rs).
+    pub cursors: crate::engine::cursors::Cursors,
     /// Settings the client gave in its start-up packet: RESET returns to them.
     startup: Mutex<BTreeMap<String, String>>,
     /// What pg_stat_activity shows of this session, and how to signal it.
@@ -115,6 +117,7 @@ impl Session {
         let initial = ctx.state_ref().read().config_options().as_ref().clone();
         Session {
             temp: TempObjects::default(),
+            cursors: Default::default(),
             startup: Mutex::default(),
             backend,
             id,

@@ -17,6 +17,8 @@ pub enum Kind {
     Sequence,
     /// COMMENT ON CONSTRAINT (engine/comment.rs).
     CommentOnConstraint,
+    /// FETCH and MOVE (engine/cursors.rs): PostgreSQL's forms, signed counts too.
+    Fetch,
 }
 
 impl Kind {
@@ -24,11 +26,12 @@ impl Kind {
         match self {
             Kind::Sequence => "sequence",
             Kind::CommentOnConstraint => "comment_on_constraint",
+            Kind::Fetch => "fetch",
         }
     }
 
     fn from_name(name: &str) -> Option<Kind> {
-        [Kind::Sequence, Kind::CommentOnConstraint].into_iter().find(|k| k.name() == name)
+        [Kind::Sequence, Kind::CommentOnConstraint, Kind::Fetch].into_iter().find(|k| k.name() == name)
     }
 }
 
@@ -40,6 +43,7 @@ pub fn detect(sql: &str) -> Option<Kind> {
         ("alter", "sequence", _) | ("create", "sequence", _) => Some(Kind::Sequence),
         ("create", "temp" | "temporary" | "unlogged", "sequence") => Some(Kind::Sequence),
         ("comment", "on", "constraint") => Some(Kind::CommentOnConstraint),
+        ("move" | "fetch", _, _) => Some(Kind::Fetch),
         _ => None,
     }
 }
@@ -47,7 +51,7 @@ pub fn detect(sql: &str) -> Option<Kind> {
 /// Does any statement of `sql` need [`detect`]'s route (a cheap test first)?
 pub fn may_contain(sql: &str) -> bool {
     let has = |word: &[u8]| sql.as_bytes().windows(word.len()).any(|w| w.eq_ignore_ascii_case(word));
-    has(b"sequence") || has(b"constraint")
+    has(b"sequence") || has(b"constraint") || has(b"move") || has(b"fetch")
 }
 
 /// The CALL standing for `sql`.

@@ -108,6 +108,12 @@ pub async fn handle(socket: TcpStream, addr: SocketAddr, h: Arc<Handlers>) -> io
         let state = socket.state();
         let starting = matches!(state, PgWireConnectionState::AwaitingStartup);
         let authenticating = matches!(state, PgWireConnectionState::AuthenticationInProgress);
+        // Read before the frame reader borrows the socket.
+        let backend = if starting || authenticating {
+            None
+        } else {
+            socket.session_extensions().get::<crate::session::Session>().map(|s| s.backend.clone())
+        };
         let next = reader.next(socket.get_mut(), starting);
         let frame = if starting || authenticating {
             tokio::select! {
@@ -115,11 +121,29 @@ pub async fn handle(socket: TcpStream, addr: SocketAddr, h: Arc<Handlers>) -> io
                 f = next => f,
             }
         } else {
-            tokio::select! {
-                _ = terminator.notify.notified() => None,
-                f = next => Some(f),
+            // Notifications for a listening session go out while it waits for the
+            // client (PostgreSQL sends them when the session is idle).
+            let arrived = async {
+                match &backend {
+                    Some(b) => b.arrived.notified().await,
+                    None => futures::future::pending::<()>().await,
+                }
+            };
+            let woke = tokio::select! {
+                _ = terminator.notify.notified() => Wake::Terminate,
+                _ = arrived => Wake::Notified,
+                f = next => Wake::Frame(f),
+            };
+            match woke {
+                Wake::Terminate => Ok(None),
+                Wake::Notified => {
+                    if let Some(b) = &backend {
+                        send_notifications(&mut socket, b).await?;
+                    }
+                    continue;
+                }
+                Wake::Frame(f) => f,
             }
-            .unwrap_or(Ok(None))
         };
         if terminator.requested() {
             let _ = fatal(&mut socket, "57P01", "terminating connection due to administrator command").await;
@@ -287,6 +311,25 @@ pub async fn handle(socket: TcpStream, addr: SocketAddr, h: Arc<Handlers>) -> io
             return Ok(());
         }
     }
+}
+
+enum Wake<F> {
+    Terminate,
+    Notified,
+    Frame(F),
+}
+
+/// Send the NotificationResponses waiting for `backend`.
+async fn send_notifications(socket: &mut Socket, backend: &crate::backends::Backend) -> io::Result<()> {
+    let pending = backend.take_notifications();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    for n in pending {
+        let msg = pgwire::messages::response::NotificationResponse::new(n.pid, n.channel, n.payload);
+        socket.feed(PgWireBackendMessage::NotificationResponse(msg)).await.map_err(io::Error::other)?;
+    }
+    socket.flush().await.map_err(io::Error::other)
 }
 
 /// Marks the session idle when the statement's handling ends, however it ends.

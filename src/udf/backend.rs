@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, BooleanBuilder};
+use datafusion::arrow::array::{Array, AsArray, BooleanBuilder};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
@@ -22,6 +22,7 @@ enum Kind {
     BackendPid,
     Cancel,
     Terminate,
+    Notify,
 }
 
 pub struct BackendFn {
@@ -56,6 +57,7 @@ pub fn functions(pid: i32, me: &Identity, backends: &Arc<Backends>) -> Vec<Scala
         (Kind::BackendPid, Signature::nullary(Volatility::Stable)),
         (Kind::Cancel, pid_signature()),
         (Kind::Terminate, pid_signature()),
+        (Kind::Notify, Signature::uniform(2, vec![DataType::Utf8], Volatility::Volatile)),
     ]
     .into_iter()
     .map(|(kind, signature)| ScalarUDF::new_from_impl(BackendFn { kind, signature, pid, me: me.clone(), backends: backends.clone() }))
@@ -88,6 +90,7 @@ impl ScalarUDFImpl for BackendFn {
             Kind::BackendPid => "pg_backend_pid",
             Kind::Cancel => "pg_cancel_backend",
             Kind::Terminate => "pg_terminate_backend",
+            Kind::Notify => "pg_notify",
         }
     }
 
@@ -96,12 +99,32 @@ impl ScalarUDFImpl for BackendFn {
     }
 
     fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
-        Ok(if self.kind == Kind::BackendPid { DataType::Int32 } else { DataType::Boolean })
+        Ok(match self.kind {
+            Kind::BackendPid => DataType::Int32,
+            // void
+            Kind::Notify => DataType::Utf8,
+            Kind::Cancel | Kind::Terminate => DataType::Boolean,
+        })
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         if self.kind == Kind::BackendPid {
             return Ok(ColumnarValue::Scalar(ScalarValue::Int32(Some(self.pid))));
+        }
+        if self.kind == Kind::Notify {
+            let n = args.number_rows;
+            let channels = cast(&args.args[0].to_array(n)?, &DataType::Utf8)?;
+            let payloads = cast(&args.args[1].to_array(n)?, &DataType::Utf8)?;
+            let (channels, payloads) = (channels.as_string::<i32>(), payloads.as_string::<i32>());
+            for i in 0..channels.len() {
+                if channels.is_null(i) {
+                    return Err(Error::InvalidParameter("channel name cannot be empty".into()).into_datafusion());
+                }
+                let payload = if payloads.is_null(i) { "" } else { payloads.value(i) };
+                crate::backends::check_payload(payload).map_err(Error::into_datafusion)?;
+                self.backends.notify(channels.value(i), payload, self.pid);
+            }
+            return Ok(ColumnarValue::Array(datafusion::arrow::array::new_null_array(&DataType::Utf8, n.max(1))));
         }
         let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let pids = cast(&args.args[0].to_array(args.number_rows)?, &DataType::Int64)?;

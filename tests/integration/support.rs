@@ -207,6 +207,23 @@ pub async fn client_with_notices(port: u16) -> (tokio_postgres::Client, tokio::s
 }
 
 
+/// A client whose NOTIFY notifications arrive on a channel as (pid, channel, payload).
+pub async fn client_with_notifications(port: u16) -> (tokio_postgres::Client, tokio::sync::mpsc::UnboundedReceiver<(i32, String, String)>) {
+    use futures::StreamExt;
+    let conf = format!("host=127.0.0.1 port={port} user=tester dbname=lakehouse");
+    let (client, mut conn) = tokio_postgres::connect(&conf, tokio_postgres::NoTls).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(Ok(m)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = m {
+                let _ = tx.send((n.process_id(), n.channel().to_string(), n.payload().to_string()));
+            }
+        }
+    });
+    (client, rx)
+}
+
 /// Run `sql` in-process and return the last row set as text (NULL as "NULL").
 pub async fn rows_of(engine: &Engine, session: &lakehouse::engine::Session, sql: &str) -> Vec<Vec<String>> {
     let out = engine.execute_collect(session, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));

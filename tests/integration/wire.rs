@@ -199,3 +199,31 @@ async fn advisory_locks_block_other_sessions() {
     assert!(waiter.await.unwrap(), "b held the lock it waited for");
     server.stop().await;
 }
+
+/// LISTEN/NOTIFY between sessions: the listener gets each notification (with the
+/// sender's pid) while idle, pg_notify works the same, UNLISTEN * stops them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_reach_listening_sessions() {
+    let server = TestServer::start().await;
+    let (listener, mut inbox) = crate::support::client_with_notifications(server.port).await;
+    let sender = server.client().await;
+    listener.batch_execute("LISTEN jobs; LISTEN \"Mixed\"").await.unwrap();
+    let sender_pid: i32 = sender.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    sender.batch_execute("NOTIFY jobs, 'first'").await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(60), inbox.recv()).await.unwrap().unwrap();
+    assert_eq!(got, (sender_pid, "jobs".to_string(), "first".to_string()));
+    sender.query_one("SELECT pg_notify('Mixed', 'second')", &[]).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(60), inbox.recv()).await.unwrap().unwrap();
+    assert_eq!(got, (sender_pid, "Mixed".to_string(), "second".to_string()));
+    let e = sender.batch_execute(&format!("NOTIFY jobs, '{}'", "x".repeat(8000))).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "22023");
+    // After UNLISTEN *, nothing more: a notification on a channel it still listens
+    // to after re-LISTEN is the next thing to arrive.
+    listener.batch_execute("UNLISTEN *").await.unwrap();
+    sender.batch_execute("NOTIFY jobs, 'missed'").await.unwrap();
+    listener.batch_execute("LISTEN jobs").await.unwrap();
+    sender.batch_execute("NOTIFY jobs, 'third'").await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(60), inbox.recv()).await.unwrap().unwrap();
+    assert_eq!(got.2, "third");
+    server.stop().await;
+}

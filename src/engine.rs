@@ -1030,10 +1030,16 @@ impl Engine {
                 created
             }
             LogicalPlan::Ddl(DdlStatement::DropTable(cmd)) => self.drop_dataset(session, cmd).await,
+            LogicalPlan::Ddl(DdlStatement::CreateView(cmd)) if cmd.temporary => self.create_temp_view(session, cmd, statement.to_string()),
             LogicalPlan::Ddl(DdlStatement::CreateView(cmd)) => {
                 self.create_view(session, cmd, statement.to_string()).await
             }
-            LogicalPlan::Ddl(DdlStatement::DropView(cmd)) => self.drop_view(session, cmd).await,
+            LogicalPlan::Ddl(DdlStatement::DropView(cmd)) => {
+                if self.drop_temp_table(session, &cmd.name)? {
+                    return Ok(QueryResult::command("DROP VIEW"));
+                }
+                self.drop_view(session, cmd).await
+            }
             LogicalPlan::Ddl(DdlStatement::CreateIndex(_)) => Err(Error::NotSupported("this form of CREATE INDEX".into())),
             LogicalPlan::Copy(copy) => {
                 // COPY … TO a server file: PostgreSQL's pg_write_server_files.

@@ -118,7 +118,7 @@ impl Engine {
             return Err(Error::TableExists(name));
         }
         if ci.unique {
-            self.check_no_duplicates(session, &format!("\"{}\"", table.replace('"', "\"\"")), &name, &columns).await?;
+            self.check_no_duplicates(session, &self.sql_ref(&table), &name, &columns).await?;
         }
         let index = ScalarIndexRecord {
             name,

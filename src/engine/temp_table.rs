@@ -69,7 +69,19 @@ impl Engine {
         Ok(if is_empty { QueryResult::command("CREATE TABLE") } else { QueryResult::Command { tag: "SELECT".into(), rows: Some(rows) } })
     }
 
-    /// DROP TABLE of a temporary table: false when `name` is not one of the session's.
+    /// `CREATE TEMP VIEW`: the session's own, in pg_temp, gone with the session.
+    pub(super) fn create_temp_view(&self, session: &Session, cmd: datafusion::logical_expr::CreateView, definition: String) -> Result<QueryResult> {
+        let name = temp_table_name(&cmd.name)?;
+        if session.temp.schema.table_exist(&name) && !cmd.or_replace {
+            return Err(Error::TableExists(name));
+        }
+        let provider = Arc::new(crate::table_providers::view::CheckedView::new(cmd.input.as_ref().clone(), Some(definition)));
+        session.temp.schema.deregister_table(&name)?;
+        session.temp.schema.register_table(name, provider)?;
+        Ok(QueryResult::command("CREATE VIEW"))
+    }
+
+    /// DROP TABLE (or VIEW) of a temporary one: false when `name` is not one of the session's.
     pub(super) fn drop_temp_table(&self, session: &Session, name: &TableReference) -> Result<bool> {
         if !matches!(name.schema(), None | Some(TEMP_SCHEMA)) {
             return Ok(false);

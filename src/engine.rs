@@ -21,6 +21,7 @@ mod fast_knn;
 mod identity;
 mod index_ddl;
 mod listen;
+mod matview;
 pub mod ingest;
 pub mod limits;
 pub mod privileges;
@@ -47,7 +48,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{
-    CreateTableOptions, Expr, ObjectType, Set, SqlOption, Statement, Value,
+    CreateTableOptions, CreateView, Expr, ObjectType, Set, SqlOption, Statement, Value,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
@@ -848,6 +849,8 @@ impl Engine {
                 | Statement::Drop { object_type: ObjectType::Sequence | ObjectType::Schema, .. }
                 | Statement::Close { .. }
                 | Statement::LISTEN { .. }
+                | Statement::Drop { object_type: ObjectType::MaterializedView, .. }
+                | Statement::CreateView(CreateView { materialized: true, .. })
                 | Statement::UNLISTEN { .. }
                 | Statement::NOTIFY { .. }
                 | Statement::CreateSchema { .. }
@@ -878,6 +881,7 @@ impl Engine {
                     return match custom::from_call(f)? {
                         Some((custom::Kind::Sequence, sql)) => self.sequence_ddl(session, &sql).await,
                         Some((custom::Kind::CommentOnConstraint, sql)) => self.comment_on_constraint(session, &sql).await,
+                        Some((custom::Kind::Refresh, sql)) => self.refresh_materialized_view(session, &sql).await,
                         Some((custom::Kind::Fetch, sql)) => {
                             let (is_move, name, direction) = cursors::parse_fetch(&sql)?;
                             self.fetch(session, &name, &direction, is_move).await
@@ -901,6 +905,10 @@ impl Engine {
                     return self.declare_cursor(session, d, plan).await;
                 }
                 Statement::Close { cursor } => return self.close_cursor(session, cursor).await,
+                Statement::CreateView(cv) if cv.materialized => return self.create_materialized_view(session, cv).await,
+                Statement::Drop { object_type: ObjectType::MaterializedView, names, if_exists, .. } => {
+                    return self.drop_materialized_views(session, names, *if_exists).await;
+                }
                 Statement::LISTEN { channel } => return self.listen(session, channel),
                 Statement::UNLISTEN { channel } => return self.unlisten(session, channel),
                 Statement::NOTIFY { channel, payload } => return self.notify(session, channel, payload.as_deref()),
@@ -1296,6 +1304,7 @@ impl Engine {
             identity_always: vec![],
             constraints: vec![],
             indexes: vec![],
+            materialized: None,
             comment: None,
             column_comments: Default::default(),
             access: crate::catalog::roles::Access::owned_by(&session.user),

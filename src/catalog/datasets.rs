@@ -57,6 +57,10 @@ pub struct DatasetRecord {
     /// PRIMARY KEY, UNIQUE, CHECK (enforced on INSERT) and FOREIGN KEY (kept) (#14).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub constraints: Vec<ConstraintRecord>,
+    /// A materialized view (#14): its query, which REFRESH MATERIALIZED VIEW runs
+    /// again; its rows are the table's files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub materialized: Option<String>,
     /// COMMENT ON TABLE / VIEW, and COMMENT ON COLUMN by column name (#14).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
@@ -254,6 +258,7 @@ pub fn new_record(name: &str, bucket: &str, location: String, source: &str) -> D
         identity_always: vec![],
         constraints: vec![],
         indexes: vec![],
+        materialized: None,
         comment: None,
         column_comments: Default::default(),
         access: Default::default(),

@@ -17,6 +17,8 @@ pub enum Kind {
     Sequence,
     /// COMMENT ON CONSTRAINT (engine/comment.rs).
     CommentOnConstraint,
+    /// REFRESH MATERIALIZED VIEW (engine/matview.rs).
+    Refresh,
     /// FETCH and MOVE (engine/cursors.rs): PostgreSQL's forms, signed counts too.
     Fetch,
 }
@@ -27,11 +29,12 @@ impl Kind {
             Kind::Sequence => "sequence",
             Kind::CommentOnConstraint => "comment_on_constraint",
             Kind::Fetch => "fetch",
+            Kind::Refresh => "refresh",
         }
     }
 
     fn from_name(name: &str) -> Option<Kind> {
-        [Kind::Sequence, Kind::CommentOnConstraint, Kind::Fetch].into_iter().find(|k| k.name() == name)
+        [Kind::Sequence, Kind::CommentOnConstraint, Kind::Fetch, Kind::Refresh].into_iter().find(|k| k.name() == name)
     }
 }
 
@@ -44,6 +47,7 @@ pub fn detect(sql: &str) -> Option<Kind> {
         ("create", "temp" | "temporary" | "unlogged", "sequence") => Some(Kind::Sequence),
         ("comment", "on", "constraint") => Some(Kind::CommentOnConstraint),
         ("move" | "fetch", _, _) => Some(Kind::Fetch),
+        ("refresh", "materialized", "view") => Some(Kind::Refresh),
         _ => None,
     }
 }
@@ -51,7 +55,7 @@ pub fn detect(sql: &str) -> Option<Kind> {
 /// Does any statement of `sql` need [`detect`]'s route (a cheap test first)?
 pub fn may_contain(sql: &str) -> bool {
     let has = |word: &[u8]| sql.as_bytes().windows(word.len()).any(|w| w.eq_ignore_ascii_case(word));
-    has(b"sequence") || has(b"constraint") || has(b"move") || has(b"fetch")
+    has(b"sequence") || has(b"constraint") || has(b"move") || has(b"fetch") || has(b"refresh")
 }
 
 /// The CALL standing for `sql`.

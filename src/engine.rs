@@ -2,12 +2,13 @@
 //! embedded CLI.
 //!
 //! A statement is parsed with DataFusion's parser (PostgreSQL dialect, then rewritten by
-//! datafusion-pg-catalog's compatibility rules so psql's and BI tools' catalog queries
+//! datafusion-pg-catalog's compatibility rules (engine/pg_compat.rs) so psql's and BI tools' catalog queries
 //! plan). Statements DataFusion cannot plan — `CALL`, `SET`/`SHOW`/`RESET`/`DISCARD`,
 //! transaction control, `CREATE INDEX` — are answered here; DDL that must persist
 //! (`CREATE TABLE [AS]`, `CREATE EXTERNAL TABLE`, `DROP TABLE`) is planned by DataFusion
 //! and then carried out against the catalog; everything else runs as a DataFusion plan.
 
+mod array_literals;
 mod attach;
 pub mod column_names;
 mod confine;
@@ -17,6 +18,10 @@ mod current_setting;
 pub mod cursors;
 mod custom;
 mod pg_catalog_names;
+mod pg_compat;
+mod pg_syntax;
+mod scalar_subquery;
+mod subplan;
 mod fast_knn;
 mod identity;
 mod index_ddl;
@@ -52,7 +57,6 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
-use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use futures::StreamExt;
 
 use crate::catalog::datasets::{self, DatasetRecord};
@@ -148,7 +152,7 @@ pub struct Engine {
     /// The `lakehouse` catalog: schemas made by CREATE SCHEMA register here.
     catalog_provider: Arc<dyn CatalogProvider>,
     procedures: HashMap<&'static str, Arc<dyn Procedure>>,
-    compat: PostgresCompatibilityParser,
+    compat: pg_compat::Rewriter,
     /// DDL that touches the catalog runs one at a time.
     ddl: tokio::sync::Mutex<()>,
     executor: crate::executor::Executor,
@@ -251,6 +255,8 @@ impl Engine {
                     (pg_sequences::NAME, Arc::new(pg_sequences::table(&catalog, &sequences))),
                     (pg_stat_activity::NAME, Arc::new(pg_stat_activity::PgStatActivity::new(&backends))),
                 ];
+                let more: Vec<(&str, Arc<dyn datafusion::catalog::TableProvider>)> =
+                    more.into_iter().chain(crate::table_providers::pg_relations::tables(&catalog, CATALOG_NAME)).collect();
                 catalog_provider.register_schema("pg_catalog", Arc::new(roles::pg_catalog(inner, &catalog, &config, CATALOG_NAME, pg_type, more)))?;
             }
             let info = Arc::new(datafusion::catalog::information_schema::InformationSchemaProvider::new(template.state().catalog_list().clone()));
@@ -305,7 +311,7 @@ impl Engine {
             data_schema,
             catalog_provider: catalog_provider.clone(),
             procedures: procedures::all().into_iter().map(|p| (p.name(), p)).collect(),
-            compat: PostgresCompatibilityParser::new(),
+            compat: pg_compat::Rewriter::default(),
             ddl: tokio::sync::Mutex::new(()),
             executor,
         });
@@ -324,9 +330,9 @@ impl Engine {
         use crate::table_providers::hnsw_scan::{HnswRewrite, LakehouseQueryPlanner};
         use crate::udf::{distance, vector, vector_ops};
         let mut planners: Vec<Arc<dyn datafusion::logical_expr::planner::ExprPlanner>> =
-            vec![Arc::new(vector_ops::VectorOperatorPlanner::new(&distance::functions()))];
+            vec![Arc::new(vector_ops::VectorOperatorPlanner::new(&distance::functions())), Arc::new(array_literals::ArrayLiterals)];
         planners.extend(datafusion::execution::SessionStateDefaults::default_expr_planners());
-        let mut analyzer: Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> = vec![Arc::new(vector::VectorCastRewrite)];
+        let mut analyzer: Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> = vec![Arc::new(vector::VectorCastRewrite), Arc::new(array_literals::ArrayLiteralCasts), Arc::new(scalar_subquery::AggregateScalarSubqueries)];
         analyzer.extend(datafusion::optimizer::Analyzer::new().rules);
         SessionStateBuilder::new()
             .with_config(config)
@@ -408,7 +414,11 @@ impl Engine {
             datafusion::execution::memory_pool::GreedyMemoryPool::new(self.config.memory_limit_bytes()),
             std::num::NonZeroUsize::new(3).expect("nonzero"),
         );
-        let mut builder = SessionStateBuilder::new_from_existing(template.clone()).with_session_id(id.clone());
+        let subplan_session = subplan::SessionSlot::default();
+        let mut builder = SessionStateBuilder::new_from_existing(template.clone())
+            .with_session_id(id.clone())
+            .with_analyzer_rule(Arc::new(subplan::LateralSubPlans(subplan::SubPlans::new(subplan_session.clone()))))
+            .with_optimizer_rule(Arc::new(subplan::SubPlans::new(subplan_session.clone())));
         match datafusion::execution::runtime_env::RuntimeEnvBuilder::from_runtime_env(template.runtime_env())
             .with_memory_pool(Arc::new(pool))
             .build_arc()
@@ -417,13 +427,20 @@ impl Engine {
             Err(e) => tracing::warn!("session {id}: no memory pool of its own ({e}); sharing the engine's"),
         }
         let identity = crate::catalog::roles::Identity { user: user.to_string(), superuser };
-        let config = builder.config().get_or_insert_with(SessionConfig::new).clone().with_extension(Arc::new(identity.clone()));
-        builder = builder.with_config(config);
         // The shared catalogs, with this session's temporary tables in front.
         let temp = crate::session::TempObjects::default();
+        let temp_view = crate::table_providers::pg_relations::SessionTemp { tables: temp.tables.clone(), sequences: temp.sequences.clone() };
+        let config = builder
+            .config()
+            .get_or_insert_with(SessionConfig::new)
+            .clone()
+            .with_extension(Arc::new(identity.clone()))
+            .with_extension(Arc::new(temp_view));
+        builder = builder.with_config(config);
         let catalogs = crate::table_providers::temp::SessionCatalogList::new(template.catalog_list().clone(), CATALOG_NAME, temp.schema.clone());
         builder = builder.with_catalog_list(Arc::new(catalogs));
         let ctx = SessionContext::new_with_state(builder.build());
+        let _ = subplan_session.set(ctx.state_weak_ref());
         let check = {
             let (catalog, config) = (self.catalog.clone(), self.config.clone());
             Arc::new(move |name: &str| crate::catalog::roles::is_superuser(&config, &catalog.snapshot(), name))
@@ -432,6 +449,10 @@ impl Engine {
             ctx.register_udf(f);
         }
         for f in crate::udf::sequence::functions(&identity, &id, &self.sequences, &temp.sequences, &self.catalog) {
+            ctx.register_udf(f);
+        }
+        let temp_view = crate::table_providers::pg_relations::SessionTemp { tables: temp.tables.clone(), sequences: temp.sequences.clone() };
+        for f in crate::udf::pg_catalog_fns::functions(&self.catalog, &temp_view, &id) {
             ctx.register_udf(f);
         }
         let backend = self.backends.register(pid, user, database, addr);
@@ -592,24 +613,8 @@ impl Engine {
         // Before anything walks the statements recursively (the compatibility
         // rewriter, the planner).
         let statements = limits::check_depth(statements)?;
-        let all_plain = statements.iter().all(|s| matches!(s, DFStatement::Statement(_)));
         if first == "attach" || first == "detach" {
             return Ok(statements.into_iter().collect());
-        }
-        if all_plain {
-            // The compatibility parser also replaces a few catalog queries wholesale.
-            if let Ok(rewritten) = self.compat.parse(sql) {
-                if rewritten.len() == statements.len() {
-                    return Ok(rewritten
-                        .into_iter()
-                        .map(|mut s| {
-                            pg_catalog_names::qualify(&mut s);
-                            column_names::rewrite(&mut s);
-                            DFStatement::Statement(Box::new(s))
-                        })
-                        .collect());
-                }
-            }
         }
         Ok(statements
             .into_iter()
@@ -617,6 +622,7 @@ impl Engine {
                 DFStatement::Statement(st) => {
                     let mut st = self.compat.rewrite(*st);
                     pg_catalog_names::qualify(&mut st);
+                    pg_syntax::rewrite(&mut st);
                     column_names::rewrite(&mut st);
                     DFStatement::Statement(Box::new(st))
                 }
@@ -1220,6 +1226,7 @@ impl Engine {
         record.access = crate::catalog::roles::Access::owned_by(&session.user);
         record.defaults = ddl.defaults;
         record.identity_always = ddl.identity_always;
+        record.identity_by_default = ddl.identity_by_default;
         record.constraints = ddl.constraints;
         let new_sequences = ddl.sequences;
         let written = async {
@@ -1302,6 +1309,7 @@ impl Engine {
             columns: vec![],
             defaults: Default::default(),
             identity_always: vec![],
+            identity_by_default: vec![],
             constraints: vec![],
             indexes: vec![],
             materialized: None,

@@ -212,6 +212,7 @@ impl Error {
                     DataFusionError::External(e) => match e.downcast_ref::<Error>() {
                         Some(Error::ResourcesExhausted(m)) => Error::ResourcesExhausted(m.clone()),
                         Some(Error::Canceled) => Error::Canceled,
+                        Some(Error::State(code, m)) => Error::State(code, m.clone()),
                         _ => Error::Internal(shared.to_string()),
                     },
                     _ => Error::Internal(shared.to_string()),
@@ -240,6 +241,7 @@ impl Error {
             DataFusionError::ArrowError(e, _) => match *e {
                 datafusion::arrow::error::ArrowError::DivideByZero => Error::DivisionByZero,
                 datafusion::arrow::error::ArrowError::ArithmeticOverflow(m) => Error::NumericOutOfRange(m),
+                datafusion::arrow::error::ArrowError::ExternalError(e) => Error::map_datafusion(DataFusionError::External(e)),
                 // A NULL in VALUES for a NOT NULL column: DataFusion types the VALUES
                 // list with the table's columns, and Arrow refuses the batch.
                 datafusion::arrow::error::ArrowError::InvalidArgumentError(m) if m.contains("is declared as non-nullable but contains null values") => {
@@ -328,6 +330,9 @@ fn classify_execution_message(msg: String) -> Error {
     }
     if msg.contains("Divide by zero") || msg.contains("Division by zero") {
         return Error::DivisionByZero;
+    }
+    if msg.contains("Scalar subquery returned more than one row") {
+        return Error::State("21000", "more than one row returned by a subquery used as an expression".into());
     }
     if msg.contains("Cast error") {
         return Error::DataException(msg);

@@ -8,6 +8,7 @@
 //! cli.rs             the embedded SQL runner and psql-style table printing
 //! config.rs          lakehouse.toml + LAKEHOUSE_* env overrides
 //! error.rs           one Error enum; every variant knows its SQLSTATE
+//! pg_types.rs        the PostgreSQL type of an Arrow field (wire and catalog agree)
 //! engine.rs          Engine::execute(sql): the single entry point for server and CLI
 //! session.rs         per-connection state: DataFusion context, SET variables, NOTICEs
 //! backends.rs        the live sessions as pg_stat_activity shows them; cancel/terminate
@@ -41,6 +42,7 @@ pub mod engine;
 pub mod error;
 pub mod executor;
 pub mod panics;
+pub mod pg_types;
 pub mod server;
 pub mod session;
 pub mod table_providers;

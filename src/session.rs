@@ -50,7 +50,7 @@ pub struct TempObjects {
     /// The session's `pg_temp` schema (table_providers/temp.rs).
     pub schema: std::sync::Arc<datafusion::catalog::MemorySchemaProvider>,
     pub sequences: std::sync::Arc<crate::catalog::sequences::Sequences>,
-    pub tables: Mutex<BTreeMap<String, crate::catalog::datasets::DatasetRecord>>,
+    pub tables: std::sync::Arc<Mutex<BTreeMap<String, crate::catalog::datasets::DatasetRecord>>>,
 }
 
 impl Default for TempObjects {
@@ -58,7 +58,7 @@ impl Default for TempObjects {
         TempObjects {
             schema: std::sync::Arc::new(datafusion::catalog::MemorySchemaProvider::new()),
             sequences: std::sync::Arc::new(crate::catalog::sequences::Sequences::in_memory()),
-            tables: Mutex::default(),
+            tables: Default::default(),
         }
     }
 }

@@ -24,6 +24,7 @@ pub use crate::catalog::datasets::ConstraintRecord;
 pub struct TableDdl {
     pub defaults: BTreeMap<String, String>,
     pub identity_always: Vec<String>,
+    pub identity_by_default: Vec<String>,
     pub constraints: Vec<ConstraintRecord>,
     pub sequences: Vec<SequenceRecord>,
 }
@@ -130,6 +131,9 @@ pub fn prepare(ct: &mut CreateTable, key: &str, owner: &str, relation_taken: &dy
                         let mut o = super::sequences::options(None, sequence_options.as_deref().unwrap_or(&[]))?;
                         o.data_type = Some(type_name.into());
                         serial = Some((type_name, o, matches!(generated_as, GeneratedAs::Always)));
+                        if !matches!(generated_as, GeneratedAs::Always) {
+                            ddl.identity_by_default.push(cname.clone());
+                        }
                     }
                     ColumnOption::Generated { .. } => {
                         return Err(Error::NotSupported(format!("generated column \"{cname}\" (GENERATED ALWAYS AS (expr) STORED)")));

@@ -54,6 +54,7 @@ impl Engine {
         record.access = crate::catalog::roles::Access::owned_by(&session.user);
         record.defaults = ddl.defaults;
         record.identity_always = ddl.identity_always;
+        record.identity_by_default = ddl.identity_by_default;
         record.constraints = ddl.constraints;
         record.schema = Some(datasets::encode_schema(&schema)?);
         let provider = self.owned_table_over(Arc::new(memory), &record, true)?;

@@ -5,6 +5,7 @@ pub mod hnsw;
 pub mod hnsw_graph;
 pub mod hnsw_scan;
 pub mod owned;
+pub mod pg_relations;
 pub mod pg_sequences;
 pub mod pg_stat_activity;
 pub mod pg_type;

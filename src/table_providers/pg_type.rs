@@ -25,7 +25,7 @@ pub async fn with_vector(ctx: &SessionContext, inner: Arc<dyn TableProvider>) ->
     let batches: Vec<RecordBatch> = datafusion::physical_plan::execute_stream(plan, ctx.task_ctx())?.try_collect().await?;
     let schema = inner.schema();
     let all = concat_batches(&schema, &batches).map_err(|e| Error::Internal(e.to_string()))?;
-    let public = public_namespace(ctx).await?;
+    let public = i64::from(super::pg_relations::PUBLIC_NAMESPACE);
     let row_of = |typname: &str| -> Result<usize> {
         let names = datafusion::arrow::compute::cast(all.column_by_name("typname").ok_or_else(|| missing("typname"))?, &datafusion::arrow::datatypes::DataType::Utf8)
             .map_err(|e| Error::Internal(e.to_string()))?;
@@ -107,16 +107,3 @@ fn row_like(all: &RecordBatch, template: usize, with: &[(&str, ScalarValue)]) ->
     RecordBatch::try_new(schema, columns).map_err(|e| Error::Internal(e.to_string()))
 }
 
-async fn public_namespace(ctx: &SessionContext) -> Result<i64> {
-    let batches = ctx
-        .sql("SELECT CAST(oid AS BIGINT) FROM pg_catalog.pg_namespace WHERE nspname = 'public'")
-        .await?
-        .collect()
-        .await?;
-    batches
-        .iter()
-        .find(|b| b.num_rows() > 0)
-        .and_then(|b| ScalarValue::try_from_array(b.column(0), 0).ok())
-        .and_then(|v| if let ScalarValue::Int64(Some(o)) = v { Some(o) } else { None })
-        .ok_or_else(|| missing("namespace public"))
-}

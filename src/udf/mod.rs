@@ -7,6 +7,7 @@ pub mod backend;
 pub mod distance;
 pub mod embed;
 pub mod has_privilege;
+pub mod pg_catalog_fns;
 pub mod pg_sleep;
 pub mod pii;
 pub mod psql_compat;

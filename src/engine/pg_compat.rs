@@ -1,0 +1,154 @@
+//! The statement rewrites of `datafusion-pg-catalog` that make PostgreSQL SQL plannable
+//! by DataFusion, run in its order, with two of its choices undone (#14):
+//!
+//! - its `RemoveSubqueryFromProjection` replaced every correlated scalar subquery in a
+//!   select list with NULL, and stamped `LIMIT 1` on the others, so
+//!   `SELECT x, (SELECT max(y) FROM t2 WHERE t2.k = t1.x) FROM t1` answered NULLs and a
+//!   subquery of two rows answered one instead of PostgreSQL's error 21000. DataFusion
+//!   plans both correctly: the rule is left out.
+//! - its whole-statement replacements of a few pgcli catalog queries (answered with
+//!   no rows) are left out: our pg_catalog answers them.
+//!
+//! Its `FixArrayLiteral` split `'{a,"b c"}'::text[]` at every comma without PostgreSQL's
+//! quoting; engine/array_literals.rs does that cast instead.
+//!
+//! `'name'::regclass` (and `regtype`, `regnamespace`, `regproc`) become scalar
+//! subqueries over pg_catalog here, with `LIMIT 1` of their own (a function name has
+//! several overloads); an unqualified relation name is looked up the way PostgreSQL
+//! does, among the relations visible on the search path (`pg_table_is_visible`).
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use datafusion::sql::sqlparser::ast::{Expr, Query, Statement, Value, ValueWithSpan, VisitMut, VisitorMut};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion_pg_catalog::sql::rules::*;
+
+const REG_CASTS: &[(&str, &str)] = &[
+    (
+        "regclass",
+        "SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON c.relnamespace = n.oid \
+         CROSS JOIN (SELECT parse_ident($1::TEXT) AS parts) \
+         WHERE (array_length(parts, 1) = 1 AND c.relname = parts[1] AND pg_catalog.pg_table_is_visible(c.oid)) \
+            OR (array_length(parts, 1) = 2 AND n.nspname = parts[1] AND c.relname = parts[2]) LIMIT 1",
+    ),
+    ("regnamespace", "SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = $1 LIMIT 1"),
+    ("regtype", "SELECT oid FROM pg_catalog.pg_type WHERE typname = $1 LIMIT 1"),
+    ("regproc", "SELECT oid FROM pg_catalog.pg_proc WHERE proname = $1 LIMIT 1"),
+];
+
+#[derive(Debug)]
+pub struct Rewriter {
+    rules: Vec<Arc<dyn SqlStatementRewriteRule>>,
+    reg_casts: HashMap<&'static str, Box<Query>>,
+}
+
+impl Default for Rewriter {
+    fn default() -> Self {
+        let reg_casts = REG_CASTS
+            .iter()
+            .map(|(ty, sql)| {
+                let query = match Parser::parse_sql(&PostgreSqlDialect {}, sql).expect("reg cast templates parse").remove(0) {
+                    Statement::Query(q) => q,
+                    other => unreachable!("reg cast template is a query: {other}"),
+                };
+                (*ty, query)
+            })
+            .collect();
+        Rewriter {
+            rules: vec![
+                Arc::new(AliasDuplicatedProjectionRewrite),
+                Arc::new(ResolveUnqualifiedIdentifier),
+                Arc::new(RewriteArrayAnyAllOperation),
+                Arc::new(PrependUnqualifiedPgTableName),
+                Arc::new(StripCallableQualifier),
+                Arc::new(CurrentUserVariableToSessionUserFunctionCall),
+                Arc::new(StripCollate),
+                Arc::new(RewritePgCatalogOperator),
+                Arc::new(FixVersionColumnName),
+            ],
+            reg_casts,
+        }
+    }
+}
+
+impl Rewriter {
+    pub fn rewrite(&self, mut s: Statement) -> Statement {
+        let _ = s.visit(&mut RegCasts(&self.reg_casts));
+        super::array_literals::rewrite_casts(&mut s);
+        for rule in &self.rules {
+            s = rule.rewrite(s);
+        }
+        s
+    }
+}
+
+struct RegCasts<'a>(&'a HashMap<&'static str, Box<Query>>);
+
+impl VisitorMut for RegCasts<'_> {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        let Expr::Cast { expr: operand, data_type, .. } = expr else { return ControlFlow::Continue(()) };
+        let ty = data_type.to_string().to_ascii_lowercase();
+        let Some(template) = self.0.get(ty.trim_start_matches("pg_catalog.")) else { return ControlFlow::Continue(()) };
+        let replacement = match operand.as_ref() {
+            // An OID written as text ('16384'::regclass) is that OID.
+            Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(s), .. }) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                Expr::Value(Value::Number(s.clone(), false).into())
+            }
+            Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(_) | Value::Placeholder(_), .. }) => {
+                let mut query = template.clone();
+                let _ = query.visit(&mut Placeholder(operand.as_ref().clone()));
+                Expr::Subquery(query)
+            }
+            _ => return ControlFlow::Continue(()),
+        };
+        *expr = replacement;
+        ControlFlow::Continue(())
+    }
+}
+
+struct Placeholder(Expr);
+
+impl VisitorMut for Placeholder {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        if matches!(e, Expr::Value(ValueWithSpan { value: Value::Placeholder(_), .. })) {
+            *e = self.0.clone();
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(sql: &str) -> String {
+        let s = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().remove(0);
+        Rewriter::default().rewrite(s).to_string()
+    }
+
+    #[test]
+    fn correlated_subqueries_in_select_lists_stay() {
+        let sql = "SELECT x, (SELECT max(y) FROM t2 WHERE t2.k = t1.x) AS m FROM t1";
+        assert_eq!(rewrite(sql), sql);
+        let sql = "SELECT (SELECT y FROM t2) FROM t1";
+        assert_eq!(rewrite(sql), sql);
+    }
+
+    #[test]
+    fn reg_casts_become_lookups() {
+        assert_eq!(rewrite("SELECT '16384'::regclass"), "SELECT 16384");
+        let r = rewrite("SELECT 'public.t'::regclass");
+        assert!(r.contains("parse_ident('public.t'::TEXT)") && r.ends_with("LIMIT 1)"), "{r}");
+        let r = rewrite("SELECT $1::regproc");
+        assert!(r.contains("proname = $1 LIMIT 1"), "{r}");
+        // A cast of a column is not a lookup.
+        assert!(rewrite("SELECT relname::regclass FROM pg_class").starts_with("SELECT relname::REGCLASS"));
+    }
+}

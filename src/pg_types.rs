@@ -1,0 +1,78 @@
+//! The PostgreSQL type a column travels as, from its Arrow type and field metadata:
+//! the wire encoding (server/encode.rs) and the catalog views (pg_attribute) agree
+//! through this one mapping.
+
+use datafusion::arrow::datatypes::DataType;
+use pgwire::api::Type;
+
+use crate::udf::vector::VECTOR_OID;
+
+/// pgvector's `vector` as a wire type.
+pub fn vector_pg_type() -> Type {
+    Type::new("vector".into(), VECTOR_OID, tokio_postgres::types::Kind::Simple, "public".into())
+}
+
+/// Is `dt` the Arrow type of `vector(n)`?
+pub fn is_vector(dt: &DataType) -> bool {
+    matches!(dt, DataType::FixedSizeList(f, _) if f.data_type() == &DataType::Float32)
+}
+
+/// The PostgreSQL type a column of `dt` is sent as.
+pub fn pg_type(dt: &DataType) -> Type {
+    match dt {
+        dt if is_vector(dt) => vector_pg_type(),
+        DataType::Boolean => Type::BOOL,
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
+        DataType::Int32 | DataType::UInt16 => Type::INT4,
+        DataType::Int64 | DataType::UInt32 => Type::INT8,
+        DataType::UInt64 => Type::NUMERIC,
+        DataType::Float16 | DataType::Float32 => Type::FLOAT4,
+        DataType::Float64 => Type::FLOAT8,
+        DataType::Decimal128(p, _) if *p <= 28 => Type::NUMERIC,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::TEXT,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => Type::BYTEA,
+        DataType::Date32 | DataType::Date64 => Type::DATE,
+        DataType::Timestamp(_, None) => Type::TIMESTAMP,
+        DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
+        DataType::Time32(_) | DataType::Time64(_) => Type::TIME,
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => match f.data_type() {
+            DataType::Float32 | DataType::Float16 => Type::FLOAT4_ARRAY,
+            DataType::Float64 => Type::FLOAT8_ARRAY,
+            DataType::Int16 | DataType::Int8 | DataType::UInt8 => Type::INT2_ARRAY,
+            DataType::Int32 | DataType::UInt16 => Type::INT4_ARRAY,
+            DataType::Int64 | DataType::UInt32 => Type::INT8_ARRAY,
+            DataType::Boolean => Type::BOOL_ARRAY,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::TEXT_ARRAY,
+            _ => Type::TEXT,
+        },
+        _ => Type::TEXT,
+    }
+}
+
+/// The wire type of a field: its data type's, or `vector` for a float list marked as
+/// one (a `vector` of a dimension known only at run time).
+pub fn field_pg_type(f: &datafusion::arrow::datatypes::Field) -> Type {
+    if crate::udf::vector::is_marked_vector(f) {
+        vector_pg_type()
+    } else if f.metadata().get(crate::udf::vector::VECTOR_MARK).is_some_and(|v| v == "char") && matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+        Type::CHAR
+    } else if f.metadata().contains_key("pg.oid_alias") && matches!(f.data_type(), DataType::Int32 | DataType::UInt32) {
+        // pg_catalog's oid columns (Int32 here) as PostgreSQL types them.
+        Type::OID
+    } else {
+        pg_type(f.data_type())
+    }
+}
+
+
+/// `pg_attribute.attlen` of a type: its fixed size, or -1.
+pub fn type_len(t: &Type) -> i16 {
+    match t.oid() {
+        16 | 18 => 1,
+        21 => 2,
+        23 | 26 | 700 | 1082 => 4,
+        20 | 701 | 1083 | 1114 | 1184 => 8,
+        2950 => 16,
+        _ => -1,
+    }
+}

@@ -56,6 +56,18 @@ pub fn field_pg_type(f: &datafusion::arrow::datatypes::Field) -> Type {
         vector_pg_type()
     } else if f.metadata().get(crate::udf::vector::VECTOR_MARK).is_some_and(|v| v == "char") && matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
         Type::CHAR
+    } else if crate::udf::json::is_json(f) && matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+        if f.metadata().get(crate::udf::vector::VECTOR_MARK).is_some_and(|v| v == "jsonb") {
+            Type::JSONB
+        } else {
+            Type::JSON
+        }
+    } else if let (Some(kind), DataType::List(_)) = (f.metadata().get(crate::udf::vector::VECTOR_MARK), f.data_type()) {
+        match kind.as_str() {
+            "int2vector" => Type::INT2_VECTOR,
+            "oidvector" => Type::OID_VECTOR,
+            _ => pg_type(f.data_type()),
+        }
     } else if f.metadata().contains_key("pg.oid_alias") && matches!(f.data_type(), DataType::Int32 | DataType::UInt32) {
         // pg_catalog's oid columns (Int32 here) as PostgreSQL types them.
         Type::OID

@@ -21,6 +21,7 @@ pub const DEFAULTS: &[(&str, &str, &str)] = &[
     ("client_encoding", "UTF8", "client character set"),
     ("client_min_messages", "notice", "lowest message level sent to the client"),
     ("datestyle", "ISO, MDY", "display format for dates"),
+    ("default_table_access_method", "heap", "access method of new tables (heap: Parquet files in a bucket)"),
     ("default_transaction_isolation", "read committed", "isolation of new transactions"),
     ("default_transaction_read_only", "off", "new transactions are read-only"),
     ("extra_float_digits", "1", "extra digits for floating point output"),

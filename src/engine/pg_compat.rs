@@ -21,7 +21,10 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use datafusion::sql::sqlparser::ast::{Expr, Query, Statement, Value, ValueWithSpan, VisitMut, VisitorMut};
+use datafusion::sql::sqlparser::ast::{
+    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName, Query, Statement, Value, ValueWithSpan,
+    VisitMut, VisitorMut,
+};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion_pg_catalog::sql::rules::*;
@@ -104,6 +107,21 @@ impl VisitorMut for RegCasts<'_> {
                 let _ = query.visit(&mut Placeholder(operand.as_ref().clone()));
                 Expr::Subquery(query)
             }
+            // A column or expression: looked up when it runs (udf/pg_catalog_fns.rs).
+            _ if ty.trim_start_matches("pg_catalog.") == "regclass" => Expr::Function(Function {
+                name: ObjectName::from(vec![Ident::new(crate::udf::pg_catalog_fns::REGCLASS_FN)]),
+                uses_odbc_syntax: false,
+                parameters: FunctionArguments::None,
+                args: FunctionArguments::List(FunctionArgumentList {
+                    duplicate_treatment: None,
+                    args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(operand.as_ref().clone()))],
+                    clauses: vec![],
+                }),
+                filter: None,
+                null_treatment: None,
+                over: None,
+                within_group: vec![],
+            }),
             _ => return ControlFlow::Continue(()),
         };
         *expr = replacement;
@@ -148,7 +166,7 @@ mod tests {
         assert!(r.contains("parse_ident('public.t'::TEXT)") && r.ends_with("LIMIT 1)"), "{r}");
         let r = rewrite("SELECT $1::regproc");
         assert!(r.contains("proname = $1 LIMIT 1"), "{r}");
-        // A cast of a column is not a lookup.
-        assert!(rewrite("SELECT relname::regclass FROM pg_class").starts_with("SELECT relname::REGCLASS"));
+        // A cast of a column is looked up when it runs.
+        assert_eq!(rewrite("SELECT relname::regclass FROM pg_class"), "SELECT lh_regclass(relname) FROM pg_catalog.pg_class");
     }
 }

@@ -75,8 +75,8 @@ impl VisitorMut for Rewrite {
                 && exprs.iter().any(|e| reads_columns(e))
             {
                 let call = match exprs.as_slice() {
-                    [a, b] => Some(format!("range({a}, ({b}) + 1)")),
-                    [a, b, step] => Some(format!("range({a}, ({b}) + sign({step}), {step})")),
+                    [a, b] => Some(format!("range(CAST({a} AS BIGINT), CAST({b} AS BIGINT) + 1)")),
+                    [a, b, step] => Some(format!("range(CAST({a} AS BIGINT), CAST({b} AS BIGINT) + CASE WHEN {step} < 0 THEN -1 ELSE 1 END, CAST({step} AS BIGINT))")),
                     _ => None,
                 };
                 if let Some(arg) = call.and_then(|c| parse_expr(&c)) {
@@ -134,7 +134,7 @@ impl VisitorMut for Rewrite {
                     })
                     .collect();
                 if let [array, dim] = args.as_slice() {
-                    if let Some(e) = parse_expr(&format!("unnest(range(1, coalesce(array_length({array}, {dim}), 0) + 1))")) {
+                    if let Some(e) = parse_expr(&format!("unnest(range(1, CAST(coalesce(array_length({array}, {dim}), 0) AS BIGINT) + 1))")) {
                         *expr = e;
                     }
                 }

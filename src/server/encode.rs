@@ -98,8 +98,47 @@ pub fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWire
         .map(|(c, f)| (f.datatype() == &Type::OID).then(|| cast(c, &DataType::Int64)).transpose())
         .collect::<Result<_, _>>()
         .map_err(|e| to_pg_error(&e.into()))?;
+    // json/jsonb: text as it is; jsonb's binary form starts with its version, 1.
+    let jsons: Vec<Option<ArrayRef>> = columns
+        .iter()
+        .zip(fields.iter())
+        .map(|(c, f)| (f.datatype() == &Type::JSON || f.datatype() == &Type::JSONB).then(|| cast(c, &DataType::Utf8)).transpose())
+        .collect::<Result<_, _>>()
+        .map_err(|e| to_pg_error(&e.into()))?;
+    // int2vector/oidvector as text: "1 2", as PostgreSQL writes them.
+    let space_vectors: Vec<bool> = fields
+        .iter()
+        .map(|f| f.format() == FieldFormat::Text && (f.datatype() == &Type::INT2_VECTOR || f.datatype() == &Type::OID_VECTOR))
+        .collect();
     for row in 0..batch.num_rows() {
         for (i, col) in columns.iter().enumerate() {
+            if space_vectors[i] {
+                if col.is_null(row) {
+                    encoder.encode_field(&None::<&str>)?;
+                    continue;
+                }
+                let values = cast(&list_value(col, row), &DataType::Int64).map_err(|e| to_pg_error(&e.into()))?;
+                let p = values.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                let text = (0..p.len()).map(|j| p.value(j).to_string()).collect::<Vec<_>>().join(" ");
+                encoder.encode_field_with_type_and_format(&text, &Type::TEXT, FieldFormat::Text, &Default::default())?;
+                continue;
+            }
+            if let Some(s) = &jsons[i] {
+                let s = s.as_string::<i32>();
+                if s.is_null(row) {
+                    encoder.encode_field(&None::<&str>)?;
+                } else if fields[i].format() == FieldFormat::Binary {
+                    let mut bytes = Vec::with_capacity(s.value(row).len() + 1);
+                    if fields[i].datatype() == &Type::JSONB {
+                        bytes.push(1u8);
+                    }
+                    bytes.extend_from_slice(s.value(row).as_bytes());
+                    encoder.encode_field_with_type_and_format(&bytes, &Type::BYTEA, FieldFormat::Binary, &Default::default())?;
+                } else {
+                    encoder.encode_field_with_type_and_format(&s.value(row), &Type::TEXT, FieldFormat::Text, &Default::default())?;
+                }
+                continue;
+            }
             if let Some(s) = &chars[i] {
                 let s = s.as_string::<i32>();
                 if s.is_null(row) {

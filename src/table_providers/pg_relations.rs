@@ -294,6 +294,15 @@ impl Directory {
     }
 
     /// The namespace of relation `oid`, if it is one of ours.
+    /// The OID of relation `name` in schema `namespace`, if there is one.
+    pub fn oid_of(&self, namespace: &str, name: &str) -> Option<i32> {
+        let oid = rel_oid(namespace, name);
+        let exists = self.tables.iter().any(|t| t.oid == oid && t.namespace == namespace && t.name == name)
+            || self.indexes.iter().any(|i| i.oid == oid && i.namespace == namespace)
+            || self.sequences.iter().any(|s| s.0 == oid && s.1 == namespace);
+        exists.then_some(oid)
+    }
+
     pub fn namespace_of(&self, oid: i32) -> Option<&str> {
         self.table(oid)
             .map(|t| t.namespace.as_str())
@@ -529,6 +538,12 @@ fn list32(name: &str) -> Field {
     Field::new(name, DataType::List(Arc::new(Field::new("item", DataType::Int32, true))), true)
 }
 
+/// PostgreSQL's int2vector / oidvector (pg_index's indkey, indclass, …): arrays sent
+/// with their own type, whose text form is space-separated ("1 2").
+fn vector_of(list: Field, kind: &str) -> Field {
+    list.with_metadata([(crate::udf::vector::VECTOR_MARK.to_string(), kind.to_string())].into())
+}
+
 fn schema_of(view: View) -> SchemaRef {
     use DataType::*;
     let fields = match view {
@@ -641,10 +656,10 @@ fn schema_of(view: View) -> SchemaRef {
             flag("indisready"),
             flag("indislive"),
             flag("indisreplident"),
-            list16("indkey"),
-            list32("indcollation"),
-            list32("indclass"),
-            list16("indoption"),
+            vector_of(list16("indkey"), "int2vector"),
+            vector_of(list32("indcollation"), "oidvector"),
+            vector_of(list32("indclass"), "oidvector"),
+            vector_of(list16("indoption"), "int2vector"),
             text("indexprs"),
             text("indpred"),
         ],

@@ -7,8 +7,10 @@ pub mod backend;
 pub mod distance;
 pub mod embed;
 pub mod has_privilege;
+pub mod json;
 pub mod pg_catalog_fns;
 pub mod pg_sleep;
+pub mod pg_typeof;
 pub mod pii;
 pub mod psql_compat;
 pub mod sequence;
@@ -23,6 +25,10 @@ pub fn register_all(ctx: &SessionContext) {
     ctx.register_udf(version::version_udf());
     ctx.register_udf(pii::PiiKindUdf::udf());
     ctx.register_udf(pg_sleep::udf());
+    ctx.register_udf(pg_typeof::udf());
+    for f in json::functions() {
+        ctx.register_udf(f);
+    }
     for f in psql_compat::functions() {
         ctx.register_udf(f);
     }

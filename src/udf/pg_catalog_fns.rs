@@ -1,7 +1,7 @@
 //! pg_catalog functions that read lakehouse's catalog by OID (#14), for psql's `\d`
 //! and ORMs' reflection: `pg_get_constraintdef`, `pg_get_indexdef`, `pg_get_viewdef`,
 //! `obj_description`, `col_description`, `pg_table_is_visible`, `pg_type_is_visible`,
-//! `pg_get_expr`, `pg_relation_is_publishable`.
+//! `pg_get_expr`, `pg_relation_is_publishable`, `pg_collation_is_visible`.
 //! OIDs are table_providers/pg_relations.rs's; each session gets its own copies, which
 //! see its temporary tables.
 
@@ -28,6 +28,8 @@ enum Kind {
     TypeIsVisible,
     GetExpr,
     RelationIsPublishable,
+    CollationIsVisible,
+    RegClass,
 }
 
 pub struct CatalogFn {
@@ -86,12 +88,18 @@ pub fn functions(catalog: &Arc<Catalog>, temp: &SessionTemp, session: &str) -> V
             ),
         ),
         (Kind::TypeIsVisible, "pg_type_is_visible", oid_forms(vec![])),
+        (Kind::CollationIsVisible, "pg_collation_is_visible", oid_forms(vec![])),
+        (Kind::RegClass, REGCLASS_FN, Signature::any(1, Volatility::Stable)),
         (Kind::RelationIsPublishable, "pg_relation_is_publishable", oid_forms(vec![])),
     ]
     .into_iter()
     .map(|(kind, name, signature)| ScalarUDF::new_from_impl(CatalogFn { kind, name, signature, catalog: catalog.clone(), temp: temp.clone(), session: session.to_string() }))
     .collect()
 }
+
+/// `expr::regclass` of a column or expression (engine/pg_compat.rs writes it as a call
+/// of this): an OID as it is, a relation name looked up on the search path.
+pub const REGCLASS_FN: &str = "lh_regclass";
 
 fn ints(a: &ColumnarValue, n: usize) -> DfResult<Int64Array> {
     let arr = cast(&a.to_array(n)?, &DataType::Int64)?;
@@ -152,7 +160,8 @@ impl ScalarUDFImpl for CatalogFn {
 
     fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
         Ok(match self.kind {
-            Kind::TableIsVisible | Kind::TypeIsVisible | Kind::RelationIsPublishable => DataType::Boolean,
+            Kind::TableIsVisible | Kind::TypeIsVisible | Kind::RelationIsPublishable | Kind::CollationIsVisible => DataType::Boolean,
+            Kind::RegClass => DataType::Int32,
             _ => DataType::Utf8,
         })
     }
@@ -167,6 +176,40 @@ impl ScalarUDFImpl for CatalogFn {
                     _ => Some(pg_relations::index_def(i)),
                 }
             }),
+            Kind::RegClass => {
+                let n = args.number_rows;
+                let a = args.args[0].to_array(n)?;
+                if !matches!(a.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+                    let ints = cast(&a, &DataType::Int32)?;
+                    return Ok(one_or_many(ints, &args));
+                }
+                let names = cast(&a, &DataType::Utf8)?;
+                let names = names.as_any().downcast_ref::<datafusion::arrow::array::StringArray>().cloned().unwrap_or_else(|| vec![None::<&str>; 0].into());
+                let dir = Directory::build(&self.catalog.snapshot(), Some(&self.temp));
+                let mut out = datafusion::arrow::array::Int32Builder::new();
+                for i in 0..names.len() {
+                    if names.is_null(i) {
+                        out.append_null();
+                        continue;
+                    }
+                    let name = names.value(i).trim();
+                    if let Ok(oid) = name.parse::<i32>() {
+                        out.append_value(oid);
+                        continue;
+                    }
+                    let parts: Vec<String> = name.split('.').map(|p| if p.starts_with('"') { p.trim_matches('"').to_string() } else { p.to_lowercase() }).collect();
+                    let found = match parts.as_slice() {
+                        [rel] => ["pg_temp", "public", "pg_catalog"].iter().find_map(|ns| dir.oid_of(ns, rel)),
+                        [ns, rel] => dir.oid_of(ns, rel),
+                        _ => None,
+                    };
+                    match found {
+                        Some(oid) => out.append_value(oid),
+                        None => return Err(crate::error::Error::TableNotFound(name.to_string()).into_datafusion()),
+                    }
+                }
+                Ok(one_or_many(Arc::new(out.finish()), &args))
+            }
             // Our adbin/conbin/indexprs hold the expression's SQL text already.
             Kind::GetExpr => Ok(args.args[0].clone()),
             Kind::ViewDef => {
@@ -192,10 +235,11 @@ impl ScalarUDFImpl for CatalogFn {
                 let name = schema.fields().get(i)?.name().clone();
                 t.record.column_comments.get(&name).cloned()
             }),
-            Kind::TableIsVisible | Kind::TypeIsVisible | Kind::RelationIsPublishable => {
+            Kind::TableIsVisible | Kind::TypeIsVisible | Kind::RelationIsPublishable | Kind::CollationIsVisible => {
                 let n = args.number_rows;
                 let oids = ints(&args.args[0], n)?;
-                let dir = if self.kind != Kind::TypeIsVisible { Some(Directory::build(&self.catalog.snapshot(), Some(&self.temp))) } else { None };
+                // Types and collations all live in pg_catalog (or public): visible.
+                let dir = if !matches!(self.kind, Kind::TypeIsVisible | Kind::CollationIsVisible) { Some(Directory::build(&self.catalog.snapshot(), Some(&self.temp))) } else { None };
                 let mut out = BooleanBuilder::new();
                 for i in 0..oids.len() {
                     if oids.is_null(i) {

@@ -232,7 +232,16 @@ impl SequenceFn {
                 out.append_null();
                 continue;
             }
-            let table = resolve_name(tables.value(i)).map_err(|_| Error::TableNotFound(tables.value(i).to_string()))?;
+            // `attrelid::regclass::text` arrives as the table's OID written out.
+            let named = match tables.value(i).parse::<i32>() {
+                Ok(oid) => {
+                    let dir = crate::table_providers::pg_relations::Directory::build(&state, None);
+                    let t = dir.table(oid).ok_or_else(|| Error::TableNotFound(tables.value(i).to_string()))?;
+                    if t.namespace == "public" { t.name.clone() } else { format!("{}.{}", t.namespace, t.name) }
+                }
+                Err(_) => tables.value(i).to_string(),
+            };
+            let table = resolve_name(&named).map_err(|_| Error::TableNotFound(named.clone()))?;
             // The column argument is a name, not an identifier: its case is kept.
             let column = columns.value(i).trim_matches('"');
             let owns = |s: &crate::catalog::sequences::SequenceRecord| s.owned_by.as_ref().is_some_and(|(t, c)| t == &table && (c == column || c.eq_ignore_ascii_case(column)));

@@ -445,8 +445,11 @@ impl TypePlanner for VectorTypePlanner {
             Some(f) => f.plan_type_field(sql_type),
             None => Ok(None),
         };
-        let ast::DataType::Custom(name, modifiers) = sql_type else {
-            return fallback();
+        let (name, modifiers) = match sql_type {
+            ast::DataType::JSON => return Ok(Some(Arc::new(super::json::json_field("", false)))),
+            ast::DataType::JSONB => return Ok(Some(Arc::new(super::json::json_field("", true)))),
+            ast::DataType::Custom(name, modifiers) => (name, modifiers),
+            _ => return fallback(),
         };
         let n = name.to_string().to_lowercase();
         if n != "vector" && n != "public.vector" {

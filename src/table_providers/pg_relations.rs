@@ -17,7 +17,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int16Array, Int32Array, Int64Array, ListBuilder, Int16Builder, Int32Builder, StringArray};
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int16Array, Int32Array, Int64Array, ListBuilder, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
@@ -755,28 +755,17 @@ fn bools(v: Vec<Option<bool>>) -> ArrayRef {
     Arc::new(BooleanArray::from(v))
 }
 fn list_i16(v: Vec<Option<Vec<i16>>>) -> ArrayRef {
-    let mut b = ListBuilder::new(Int16Builder::new());
-    for row in v {
-        match row {
-            Some(items) => {
-                for i in items {
-                    b.values().append_value(i);
-                }
-                b.append(true);
-            }
-            None => b.append(false),
-        }
-    }
-    Arc::new(b.finish())
+    list_of::<datafusion::arrow::datatypes::Int16Type>(v)
 }
 fn list_i32(v: Vec<Option<Vec<i32>>>) -> ArrayRef {
-    let mut b = ListBuilder::new(Int32Builder::new());
+    list_of::<datafusion::arrow::datatypes::Int32Type>(v)
+}
+fn list_of<T: datafusion::arrow::datatypes::ArrowPrimitiveType>(v: Vec<Option<Vec<T::Native>>>) -> ArrayRef {
+    let mut b = ListBuilder::new(datafusion::arrow::array::PrimitiveBuilder::<T>::new());
     for row in v {
         match row {
             Some(items) => {
-                for i in items {
-                    b.values().append_value(i);
-                }
+                b.values().append_slice(&items);
                 b.append(true);
             }
             None => b.append(false),

@@ -91,11 +91,7 @@ impl ScalarUDFImpl for Build {
             text.push(if self.object { '}' } else { ']' });
             out.append_value(text);
         }
-        let array: ArrayRef = Arc::new(out.finish());
-        if args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) && n == 1 {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?));
-        }
-        Ok(ColumnarValue::Array(array))
+        Ok(super::one_or_many(Arc::new(out.finish()), &args))
     }
 }
 

@@ -19,7 +19,21 @@ pub mod vector_ops;
 pub mod vector_search;
 pub mod version;
 
+use datafusion::arrow::array::ArrayRef;
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs};
 use datafusion::prelude::SessionContext;
+
+/// A function's result: one scalar when every argument was a constant and it has one
+/// row, else the array.
+pub(crate) fn one_or_many(a: ArrayRef, args: &ScalarFunctionArgs) -> ColumnarValue {
+    if a.len() == 1 && args.args.iter().all(|x| matches!(x, ColumnarValue::Scalar(_))) {
+        if let Ok(s) = ScalarValue::try_from_array(&a, 0) {
+            return ColumnarValue::Scalar(s);
+        }
+    }
+    ColumnarValue::Array(a)
+}
 
 pub fn register_all(ctx: &SessionContext) {
     ctx.register_udf(version::version_udf());

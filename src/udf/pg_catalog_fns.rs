@@ -7,13 +7,14 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanBuilder, Int64Array, StringBuilder};
+use datafusion::arrow::array::{Array, BooleanBuilder, Int64Array, StringBuilder};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility};
 
+use super::one_or_many;
 use crate::catalog::Catalog;
 use crate::table_providers::pg_relations::{self, Directory, SessionTemp};
 
@@ -129,15 +130,6 @@ impl CatalogFn {
         }
         Ok(one_or_many(Arc::new(out.finish()), args))
     }
-}
-
-fn one_or_many(a: ArrayRef, args: &ScalarFunctionArgs) -> ColumnarValue {
-    if a.len() == 1 && args.args.iter().all(|x| matches!(x, ColumnarValue::Scalar(_))) {
-        if let Ok(s) = ScalarValue::try_from_array(&a, 0) {
-            return ColumnarValue::Scalar(s);
-        }
-    }
-    ColumnarValue::Array(a)
 }
 
 /// The query of a view definition as stored (`CREATE VIEW … AS query`).

@@ -183,7 +183,7 @@ impl SequenceFn {
                 None => return Err(Error::State("55000", format!("currval of sequence \"{name}\" is not yet defined in this session"))),
             }
         }
-        Ok(one_or_many(out.finish(), args))
+        Ok(super::one_or_many(std::sync::Arc::new(out.finish()), args))
     }
 
     fn setval(&self, args: &ScalarFunctionArgs) -> Result<ColumnarValue, Error> {
@@ -209,7 +209,7 @@ impl SequenceFn {
             }
             out.append_value(v);
         }
-        Ok(one_or_many(out.finish(), args))
+        Ok(super::one_or_many(std::sync::Arc::new(out.finish()), args))
     }
 
     fn lastval(&self) -> Result<ColumnarValue, Error> {
@@ -260,7 +260,7 @@ impl SequenceFn {
                 None => out.append_null(),
             }
         }
-        Ok(one_or_many(out.finish(), args))
+        Ok(super::one_or_many(std::sync::Arc::new(out.finish()), args))
     }
 }
 
@@ -270,16 +270,6 @@ fn scalar_text(s: &ScalarValue) -> Option<String> {
         ScalarValue::Dictionary(_, inner) => scalar_text(inner),
         _ => None,
     }
-}
-
-fn one_or_many(a: impl Array + 'static, args: &ScalarFunctionArgs) -> ColumnarValue {
-    let a: ArrayRef = std::sync::Arc::new(a);
-    if args.args.iter().all(|x| matches!(x, ColumnarValue::Scalar(_))) && a.len() == 1 {
-        if let Ok(s) = ScalarValue::try_from_array(&a, 0) {
-            return ColumnarValue::Scalar(s);
-        }
-    }
-    ColumnarValue::Array(a)
 }
 
 impl ScalarUDFImpl for SequenceFn {

@@ -38,6 +38,9 @@ pub async fn run(engine: &Engine, sql: &str, out: &mut dyn Write, err: &mut dyn 
                 }
                 let _ = write!(out, "{}", format_table(&schema, &batches)?);
             }
+            QueryResult::CopyIn(_) | QueryResult::CopyOut(_) => {
+                return report(Error::NotSupported("COPY … FROM STDIN / TO STDOUT here: run it over a connection (psql's \\copy)".into()), err);
+            }
         }
     }
     match error {

@@ -16,6 +16,7 @@ pub mod create_table;
 mod comment;
 mod current_setting;
 pub mod cursors;
+mod copy;
 mod custom;
 mod pg_catalog_names;
 mod pg_compat;
@@ -68,6 +69,7 @@ use crate::table_providers::hnsw_scan::HnswOptions;
 use crate::error::{Error, Result};
 pub use crate::session::Session;
 pub use attach::AttachRequest;
+pub use copy::{CopyIn, CopyOut, Format as CopyFormat, Options as CopyOptions, RowSender as CopyRows};
 
 /// The default catalog (database) name, and the schema datasets live in.
 pub const CATALOG_NAME: &str = "lakehouse";
@@ -82,6 +84,10 @@ pub enum QueryResult {
     Rows { schema: SchemaRef, stream: SendableRecordBatchStream },
     /// A command with its completion tag (`CREATE TABLE`, `INSERT 0 3`, …).
     Command { tag: String, rows: Option<usize> },
+    /// `COPY … FROM STDIN`, waiting for its rows (engine/copy.rs).
+    CopyIn(copy::CopyIn),
+    /// `COPY … TO STDOUT`: rows to write in COPY's format.
+    CopyOut(copy::CopyOut),
 }
 
 impl std::fmt::Debug for QueryResult {
@@ -89,6 +95,8 @@ impl std::fmt::Debug for QueryResult {
         match self {
             QueryResult::Rows { schema, .. } => write!(f, "Rows({schema:?})"),
             QueryResult::Command { tag, rows } => write!(f, "Command({tag}, {rows:?})"),
+            QueryResult::CopyIn(c) => write!(f, "CopyIn({:?})", c.schema),
+            QueryResult::CopyOut(c) => write!(f, "CopyOut({:?})", c.schema),
         }
     }
 }
@@ -888,6 +896,7 @@ impl Engine {
                         Some((custom::Kind::Sequence, sql)) => self.sequence_ddl(session, &sql).await,
                         Some((custom::Kind::CommentOnConstraint, sql)) => self.comment_on_constraint(session, &sql).await,
                         Some((custom::Kind::Refresh, sql)) => self.refresh_materialized_view(session, &sql).await,
+                        Some((custom::Kind::Copy, sql)) => self.copy(session, &sql).await,
                         Some((custom::Kind::Fetch, sql)) => {
                             let (is_move, name, direction) = cursors::parse_fetch(&sql)?;
                             self.fetch(session, &name, &direction, is_move).await

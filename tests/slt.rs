@@ -67,6 +67,7 @@ impl sqllogictest::AsyncDB for InProcess {
         for r in results {
             last = match r {
                 QueryResult::Command { rows, .. } => DBOutput::StatementComplete(rows.unwrap_or(0) as u64),
+                QueryResult::CopyIn(_) | QueryResult::CopyOut(_) => return Err(ours(Error::NotSupported("COPY with STDIN/STDOUT in-process".into()))),
                 QueryResult::Rows { schema, mut stream } => {
                     use futures::StreamExt;
                     let fields = Arc::new(encode::field_infos(&schema, &Format::UnifiedText));

@@ -21,6 +21,8 @@ pub enum Kind {
     Refresh,
     /// FETCH and MOVE (engine/cursors.rs): PostgreSQL's forms, signed counts too.
     Fetch,
+    /// COPY … FROM STDIN / TO STDOUT (engine/copy.rs); COPY with a file is DataFusion's.
+    Copy,
 }
 
 impl Kind {
@@ -30,11 +32,12 @@ impl Kind {
             Kind::CommentOnConstraint => "comment_on_constraint",
             Kind::Fetch => "fetch",
             Kind::Refresh => "refresh",
+            Kind::Copy => "copy",
         }
     }
 
     fn from_name(name: &str) -> Option<Kind> {
-        [Kind::Sequence, Kind::CommentOnConstraint, Kind::Fetch, Kind::Refresh].into_iter().find(|k| k.name() == name)
+        [Kind::Sequence, Kind::CommentOnConstraint, Kind::Fetch, Kind::Refresh, Kind::Copy].into_iter().find(|k| k.name() == name)
     }
 }
 
@@ -48,6 +51,7 @@ pub fn detect(sql: &str) -> Option<Kind> {
         ("comment", "on", "constraint") => Some(Kind::CommentOnConstraint),
         ("move" | "fetch", _, _) => Some(Kind::Fetch),
         ("refresh", "materialized", "view") => Some(Kind::Refresh),
+        ("copy", _, _) if super::copy::is_copy_stdio(sql) => Some(Kind::Copy),
         _ => None,
     }
 }
@@ -55,7 +59,7 @@ pub fn detect(sql: &str) -> Option<Kind> {
 /// Does any statement of `sql` need [`detect`]'s route (a cheap test first)?
 pub fn may_contain(sql: &str) -> bool {
     let has = |word: &[u8]| sql.as_bytes().windows(word.len()).any(|w| w.eq_ignore_ascii_case(word));
-    has(b"sequence") || has(b"constraint") || has(b"move") || has(b"fetch") || has(b"refresh")
+    has(b"sequence") || has(b"constraint") || has(b"move") || has(b"fetch") || has(b"refresh") || has(b"stdin") || has(b"stdout")
 }
 
 /// The CALL standing for `sql`.

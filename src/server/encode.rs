@@ -437,42 +437,77 @@ pub fn row_stream(
 /// Decode bound parameter `i` of `portal` into a scalar of the type the plan expects
 /// (or the type the client declared).
 pub fn decode_param<S: Clone>(portal: &Portal<S>, i: usize, pg: &Type, want: Option<&DataType>) -> PgWireResult<ScalarValue> {
+    let bytes = portal.parameters.get(i).ok_or(PgWireError::ParameterIndexOutOfBound(i))?;
+    let raw = Raw { bytes: bytes.as_deref(), binary: portal.parameter_format.is_binary(i) };
+    decode_value(raw, pg, want, &format!("parameter ${}", i + 1))
+}
+
+/// One value as a client sent it: text or binary, NULL as None.
+#[derive(Debug, Clone, Copy)]
+pub struct Raw<'a> {
+    pub bytes: Option<&'a [u8]>,
+    pub binary: bool,
+}
+
+impl<'a> Raw<'a> {
+    /// The value as `T`, read by postgres-types (binary) or pgwire (text).
+    pub fn get<T>(&self, pg: &Type) -> PgWireResult<Option<T>>
+    where
+        T: tokio_postgres::types::FromSqlOwned + pgwire::types::FromSqlText<'a>,
+    {
+        if !T::accepts(pg) {
+            return Err(PgWireError::InvalidRustTypeForParameter(pg.name().to_owned()));
+        }
+        match self.bytes {
+            None => Ok(None),
+            Some(b) if self.binary => T::from_sql(pg, b).map(Some).map_err(PgWireError::FailedToParseParameter),
+            Some(b) => T::from_sql_text(pg, b, &pgwire::types::format::FormatOptions::default())
+                .map(Some)
+                .map_err(PgWireError::FailedToParseParameter),
+        }
+    }
+}
+
+/// Decode one value a client sent (a bound parameter, a COPY field) into a scalar of
+/// the type the plan expects (`want`), reading it as the wire type `pg`. `what`
+/// names the value in errors ("parameter $1", "column x").
+pub fn decode_value(raw: Raw<'_>, pg: &Type, want: Option<&DataType>, what: &str) -> PgWireResult<ScalarValue> {
     let value = match *pg {
-        Type::BOOL => ScalarValue::Boolean(portal.parameter::<bool>(i, pg)?),
-        Type::INT2 => ScalarValue::Int16(portal.parameter::<i16>(i, pg)?),
-        Type::INT4 => ScalarValue::Int32(portal.parameter::<i32>(i, pg)?),
-        Type::INT8 => ScalarValue::Int64(portal.parameter::<i64>(i, pg)?),
-        Type::OID => ScalarValue::Int64(portal.parameter::<u32>(i, pg)?.map(i64::from)),
-        Type::FLOAT4 => ScalarValue::Float32(portal.parameter::<f32>(i, pg)?),
-        Type::FLOAT8 => ScalarValue::Float64(portal.parameter::<f64>(i, pg)?),
-        Type::NUMERIC => match portal.parameter::<Decimal>(i, pg)? {
+        Type::BOOL => ScalarValue::Boolean(raw.get::<bool>(pg)?),
+        Type::INT2 => ScalarValue::Int16(raw.get::<i16>(pg)?),
+        Type::INT4 => ScalarValue::Int32(raw.get::<i32>(pg)?),
+        Type::INT8 => ScalarValue::Int64(raw.get::<i64>(pg)?),
+        Type::OID => ScalarValue::Int64(raw.get::<u32>(pg)?.map(i64::from)),
+        Type::FLOAT4 => ScalarValue::Float32(raw.get::<f32>(pg)?),
+        Type::FLOAT8 => ScalarValue::Float64(raw.get::<f64>(pg)?),
+        Type::NUMERIC => match raw.get::<Decimal>(pg)? {
             Some(d) => ScalarValue::Decimal128(Some(d.mantissa()), 38, d.scale() as i8),
             None => ScalarValue::Decimal128(None, 38, 0),
         },
-        Type::BYTEA => ScalarValue::Binary(portal.parameter::<Vec<u8>>(i, pg)?),
+        Type::BYTEA => ScalarValue::Binary(raw.get::<Vec<u8>>(pg)?),
         Type::DATE => ScalarValue::Date32(
-            portal
-                .parameter::<chrono::NaiveDate>(i, pg)?
+            raw
+                .get::<chrono::NaiveDate>(pg)?
                 .map(|d| (d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32),
         ),
         Type::TIMESTAMP => ScalarValue::TimestampMicrosecond(
-            portal.parameter::<chrono::NaiveDateTime>(i, pg)?.map(|t| t.and_utc().timestamp_micros()),
+            raw.get::<chrono::NaiveDateTime>(pg)?.map(|t| t.and_utc().timestamp_micros()),
             None,
         ),
         Type::TIMESTAMPTZ => ScalarValue::TimestampMicrosecond(
-            portal
-                .parameter::<chrono::DateTime<chrono::FixedOffset>>(i, pg)?
+            raw
+                .get::<chrono::DateTime<chrono::FixedOffset>>(pg)?
                 .map(|t| t.timestamp_micros()),
             Some("+00:00".into()),
         ),
-        Type::FLOAT4_ARRAY | Type::FLOAT8_ARRAY if portal.parameter_format.is_binary(i) => {
+        Type::FLOAT4_ARRAY | Type::FLOAT8_ARRAY if raw.binary => {
             // Our own reader: postgres-types reserves the element count the client
             // declares (2^31 - 1 elements: a 32 GiB allocation and an abort).
-            match portal.parameters.get(i).cloned().flatten() {
+            match raw.bytes {
                 None => ScalarValue::Null,
                 Some(bytes) => {
                     let (values, elem) = binary_float_array(&bytes).map_err(|m| {
-                        to_pg_error(&Error::InvalidText(format!("parameter ${}: invalid binary array: {m}", i + 1)))
+                        to_pg_error(&Error::InvalidText(format!("{what}: invalid binary array: {m}")))
                     })?;
                     ScalarValue::List(ScalarValue::new_list_nullable(&values, &elem))
                 }
@@ -480,9 +515,9 @@ pub fn decode_param<S: Clone>(portal: &Portal<S>, i: usize, pg: &Type, want: Opt
         }
         Type::FLOAT4_ARRAY => {
             // `{1,2,3}` or binary float4[]; pgvector's `[1,2,3]` text too.
-            let v = match portal.parameter::<Vec<Option<f32>>>(i, pg) {
+            let v = match raw.get::<Vec<Option<f32>>>(pg) {
                 Ok(v) => v,
-                Err(e) => match portal.parameter::<String>(i, &Type::TEXT) {
+                Err(e) => match raw.get::<String>(&Type::TEXT) {
                     Ok(Some(t)) if t.trim_start().starts_with('[') => Some(
                         crate::udf::vector::parse_text(&t).map_err(|e| to_pg_error(&e))?.into_iter().map(Some).collect(),
                     ),
@@ -498,7 +533,7 @@ pub fn decode_param<S: Clone>(portal: &Portal<S>, i: usize, pg: &Type, want: Opt
             }
         }
         Type::FLOAT8_ARRAY => {
-            let v = portal.parameter::<Vec<Option<f64>>>(i, pg)?;
+            let v = raw.get::<Vec<Option<f64>>>(pg)?;
             match v {
                 Some(v) => ScalarValue::List(ScalarValue::new_list_nullable(
                     &v.into_iter().map(ScalarValue::Float64).collect::<Vec<_>>(),
@@ -507,11 +542,11 @@ pub fn decode_param<S: Clone>(portal: &Portal<S>, i: usize, pg: &Type, want: Opt
                 None => ScalarValue::Null,
             }
         }
-        ref t if t.oid() == VECTOR_OID => match portal.parameters.get(i).cloned().flatten() {
+        ref t if t.oid() == VECTOR_OID => match raw.bytes {
             None => ScalarValue::Null,
             Some(bytes) => {
-                let bad = |m: String| to_pg_error(&Error::InvalidText(format!("parameter ${}: invalid vector: {m}", i + 1)));
-                let v = if portal.parameter_format.is_binary(i) {
+                let bad = |m: String| to_pg_error(&Error::InvalidText(format!("{what}: invalid vector: {m}")));
+                let v = if raw.binary {
                     binary_vector(&bytes).map_err(bad)?
                 } else {
                     let t = std::str::from_utf8(&bytes).map_err(|e| bad(e.to_string()))?;
@@ -520,7 +555,7 @@ pub fn decode_param<S: Clone>(portal: &Portal<S>, i: usize, pg: &Type, want: Opt
                 crate::udf::vector::vector_scalar(&v)
             }
         },
-        _ => ScalarValue::Utf8(portal.parameter::<String>(i, pg)?),
+        _ => ScalarValue::Utf8(raw.get::<String>(pg)?),
     };
     // Text sent for a typed placeholder: let DataFusion's cast rules convert it
     // (vectors: pgvector's text form).
@@ -544,10 +579,10 @@ pub fn decode_param<S: Clone>(portal: &Portal<S>, i: usize, pg: &Type, want: Opt
     match (want, &value) {
         (Some(dt), ScalarValue::Utf8(_)) if dt != &DataType::Utf8 => value
             .cast_to(dt)
-            .map_err(|e| to_pg_error(&Error::DataException(format!("parameter ${}: {e}", i + 1)))),
+            .map_err(|e| to_pg_error(&Error::DataException(format!("{what}: {e}")))),
         (Some(dt), v) if dt != &v.data_type() && widen(dt, &v.data_type()) => value
             .cast_to(dt)
-            .map_err(|e| to_pg_error(&Error::NumericOutOfRange(format!("parameter ${}: {e}", i + 1)))),
+            .map_err(|e| to_pg_error(&Error::NumericOutOfRange(format!("{what}: {e}")))),
         _ => Ok(value),
     }
 }

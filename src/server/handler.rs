@@ -168,8 +168,34 @@ async fn prime(result: QueryResult, deadline: Option<tokio::time::Instant>) -> R
     }
 }
 
+/// What one statement sends: a pgwire response, or a COPY (server/copy.rs).
+pub enum Outcome {
+    Response(Response),
+    CopyIn(crate::engine::CopyIn),
+    CopyOut(crate::engine::CopyOut),
+}
+
+fn to_outcome(result: QueryResult, format: &Format) -> Outcome {
+    match result {
+        QueryResult::CopyIn(c) => Outcome::CopyIn(c),
+        QueryResult::CopyOut(c) => Outcome::CopyOut(c),
+        other => Outcome::Response(to_response(other, format)),
+    }
+}
+
+/// A statement's outcome where COPY cannot run (pgwire's own dispatch, unused).
+fn without_copy(o: Outcome) -> Response {
+    match o {
+        Outcome::Response(r) => r,
+        _ => Response::Error(Box::new(error_info(&Error::NotSupported("COPY here".into())))),
+    }
+}
+
 fn to_response(result: QueryResult, format: &Format) -> Response {
     match result {
+        QueryResult::CopyIn(_) | QueryResult::CopyOut(_) => {
+            Response::Error(Box::new(error_info(&Error::NotSupported("COPY here".into()))))
+        }
         QueryResult::Rows { schema, stream } => {
             let fields = Arc::new(encode::field_infos(&schema, format));
             let rows = encode::row_stream(fields.clone(), stream);
@@ -203,7 +229,92 @@ impl LakehouseHandler {
 
 #[async_trait]
 impl SimpleQueryHandler for LakehouseHandler {
+    /// pgwire's `_on_query`, with COPY: a COPY TO streams its rows here (its
+    /// CommandComplete counts rows, not messages), a COPY FROM leaves the connection
+    /// in copy-in mode for server/copy.rs.
+    async fn on_query<C>(&self, client: &mut C, query: pgwire::messages::simplequery::Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        use pgwire::api::query::{send_execution_response, send_query_response, send_ready_for_query};
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        let mut status = client.transaction_status();
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let sql = query.query;
+        if sql.chars().all(|c| c == ';' || c.is_whitespace()) {
+            client.feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new())).await?;
+        } else {
+            let cancel = match client.session_extensions().get::<Arc<ConnectionHandle>>() {
+                Some(handle) => Some(handle.start_query().await),
+                None => None,
+            };
+            let outcomes = match cancel {
+                Some(cancel) => {
+                    let work = self.run_simple(client, &sql);
+                    tokio::pin!(work);
+                    tokio::select! {
+                        r = &mut work => r,
+                        _ = cancel => Err(PgWireError::QueryCanceled),
+                    }
+                }
+                None => self.run_simple(client, &sql).await,
+            }?;
+            for o in outcomes {
+                match o {
+                    Outcome::Response(Response::EmptyQuery) => {
+                        client.feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new())).await?;
+                    }
+                    Outcome::Response(Response::Query(rows)) => send_query_response(client, rows, true).await?,
+                    Outcome::Response(Response::Execution(tag)) => send_execution_response(client, tag).await?,
+                    Outcome::Response(Response::TransactionStart(tag)) => {
+                        send_execution_response(client, tag).await?;
+                        status = status.to_in_transaction_state();
+                    }
+                    Outcome::Response(Response::TransactionEnd(tag)) => {
+                        send_execution_response(client, tag).await?;
+                        status = status.to_idle_state();
+                    }
+                    Outcome::Response(Response::Error(e)) => {
+                        client.feed(PgWireBackendMessage::ErrorResponse((*e).into())).await?;
+                        status = status.to_error_state();
+                    }
+                    Outcome::Response(Response::CopyIn(_) | Response::CopyOut(_) | Response::CopyBoth(_)) => {
+                        return Err(to_pg_error(&Error::Internal("pgwire COPY response".into())));
+                    }
+                    Outcome::CopyOut(c) => super::copy::send_copy_out(client, c).await?,
+                    Outcome::CopyIn(c) => {
+                        let session = session_for(&self.engine, client);
+                        super::copy::start_copy_in(&self.engine, &session, client, c, false).await?;
+                    }
+                }
+            }
+        }
+        if !matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
+            client.set_state(PgWireConnectionState::ReadyForQuery);
+            client.set_transaction_status(status);
+            send_ready_for_query(client, status).await?;
+        }
+        Ok(())
+    }
+
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        Ok(self.run_simple(client, query).await?.into_iter().map(without_copy).collect())
+    }
+}
+
+impl LakehouseHandler {
+    async fn run_simple<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Outcome>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
@@ -217,10 +328,15 @@ impl SimpleQueryHandler for LakehouseHandler {
             Ok(r) => r,
             Err(e) => (vec![], Some(e)),
         };
-        let mut responses: Vec<Response> = Vec::with_capacity(results.len() + 1);
-        for r in results {
+        let mut responses: Vec<Outcome> = Vec::with_capacity(results.len() + 1);
+        let n = results.len();
+        for (i, r) in results.into_iter().enumerate() {
+            if matches!(r, QueryResult::CopyIn(_)) && (i + 1 < n || err.is_some()) {
+                err = Some(Error::NotSupported("COPY FROM STDIN followed by more statements in one query string; send it alone".into()));
+                break;
+            }
             match prime(r, deadline).await {
-                Ok(r) => responses.push(to_response(r, &Format::UnifiedText)),
+                Ok(r) => responses.push(to_outcome(r, &Format::UnifiedText)),
                 Err(e) => {
                     err = Some(e);
                     break;
@@ -230,7 +346,7 @@ impl SimpleQueryHandler for LakehouseHandler {
         send_notices(client, &session).await?;
         forget_deallocated(client, &session);
         if let Some(e) = err {
-            responses.push(Response::Error(Box::new(error_info(&e))));
+            responses.push(Outcome::Response(Response::Error(Box::new(error_info(&e)))));
         }
         Ok(responses)
     }
@@ -344,15 +460,33 @@ impl ExtendedQueryHandler for LakehouseHandler {
             };
             let response = match cancel {
                 Some(cancel) => {
-                    let work = ExtendedQueryHandler::do_query(self, client, portal.as_ref(), max_rows);
+                    let work = self.execute_portal(client, portal.as_ref());
                     tokio::pin!(work);
                     tokio::select! {
                         r = &mut work => r,
                         _ = cancel => Err(PgWireError::QueryCanceled),
                     }
                 }
-                None => ExtendedQueryHandler::do_query(self, client, portal.as_ref(), max_rows).await,
+                None => self.execute_portal(client, portal.as_ref()).await,
             }?;
+            let response = match response {
+                Outcome::Response(r) => r,
+                Outcome::CopyOut(c) => {
+                    super::copy::send_copy_out(client, c).await?;
+                    *state = PortalExecutionState::Finished;
+                    drop(state);
+                    client.set_state(PgWireConnectionState::ReadyForQuery);
+                    client.set_transaction_status(status);
+                    return Ok(());
+                }
+                Outcome::CopyIn(c) => {
+                    let session = session_for(&self.engine, client);
+                    *state = PortalExecutionState::Finished;
+                    drop(state);
+                    client.set_transaction_status(status);
+                    return super::copy::start_copy_in(&self.engine, &session, client, c, true).await;
+                }
+            };
             match response {
                 Response::Query(rows) => *state = PortalExecutionState::Suspended(rows),
                 Response::EmptyQuery => {
@@ -374,7 +508,7 @@ impl ExtendedQueryHandler for LakehouseHandler {
                     status = status.to_error_state();
                 }
                 Response::CopyIn(_) | Response::CopyOut(_) | Response::CopyBoth(_) => {
-                    return Err(to_pg_error(&Error::NotSupported("COPY in the extended query protocol".into())));
+                    return Err(to_pg_error(&Error::Internal("pgwire COPY response".into())));
                 }
             }
         }
@@ -424,6 +558,18 @@ impl ExtendedQueryHandler for LakehouseHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.execute_portal(client, portal).await.map(without_copy)
+    }
+}
+
+impl LakehouseHandler {
+    async fn execute_portal<C>(&self, client: &mut C, portal: &Portal<Prepared>) -> PgWireResult<Outcome>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
         let session = session_for(&self.engine, client);
         let stmt: &StoredStatement<Prepared> = &portal.statement;
         let prepared = &stmt.statement;
@@ -459,7 +605,7 @@ impl ExtendedQueryHandler for LakehouseHandler {
         send_notices(client, &session).await?;
         forget_deallocated(client, &session);
         let result = result.map_err(|e| to_pg_error(&e))?;
-        Ok(to_response(result, &portal.result_column_format))
+        Ok(to_outcome(result, &portal.result_column_format))
     }
 }
 

@@ -4,6 +4,7 @@
 //! that connection only.
 
 pub mod auth;
+pub mod copy;
 mod connection;
 pub mod encode;
 mod frames;
@@ -29,7 +30,7 @@ pub struct Handlers {
     pub startup: Arc<auth::LakehouseStartup>,
     pub query: Arc<handler::LakehouseHandler>,
     pub cancel: Arc<DefaultCancelHandler>,
-    pub copy: Arc<pgwire::api::NoopHandler>,
+    pub copy: Arc<copy::LakehouseCopyHandler>,
     pub tls: Option<pgwire::tokio::TlsAcceptor>,
     pub max_message_bytes: usize,
     pub max_connections: usize,
@@ -44,7 +45,7 @@ impl Handlers {
             startup: Arc::new(auth::LakehouseStartup::new(&config, manager.clone())?),
             query: Arc::new(handler::LakehouseHandler::new(engine.clone())),
             cancel: Arc::new(DefaultCancelHandler::new(manager)),
-            copy: Arc::new(pgwire::api::NoopHandler),
+            copy: Arc::new(copy::LakehouseCopyHandler),
             tls: tls::acceptor(&config)?,
             max_message_bytes: config.server.max_message_bytes,
             max_connections: config.server.max_connections,

@@ -1,6 +1,7 @@
 //! Integration tests over the wire: one binary, modules inside (compile time).
 
 mod autotune;
+mod copy;
 mod embeddings;
 mod fake_embed;
 mod hostile;

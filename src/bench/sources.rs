@@ -36,14 +36,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
 async fn prepare_table(conn: &mut mysql_async::Conn, rows: usize) -> Result<()> {
     conn.query_drop(format!("CREATE DATABASE IF NOT EXISTS {DB}")).await.map_err(mysql_err)?;
     let have: Option<u64> = conn
@@ -197,7 +189,7 @@ pub async fn run(o: SourcesBench) -> Result<()> {
     drop(stream);
     let read_s = t.elapsed().as_secs_f64();
     println!("  direct mysql_async read of every row: {n} rows in {read_s:.2} s = {:.0} rows/s", n as f64 / read_s);
-    let rss_before = peak_rss_mib();
+    let rss_before = super::peak_rss_mib();
     let t = Instant::now();
     engine.execute_collect(&session, "CALL ingest('bench.events', 'events')").await?;
     let ingest_s = t.elapsed().as_secs_f64();
@@ -214,7 +206,7 @@ pub async fn run(o: SourcesBench) -> Result<()> {
         ingest_s / read_s,
         bytes as f64 / 1048576.0
     );
-    println!("  peak RSS: {rss_before:.0} MiB before the ingest, {:.0} MiB after", peak_rss_mib());
+    println!("  peak RSS: {rss_before:.0} MiB before the ingest, {:.0} MiB after", super::peak_rss_mib());
     let pii = engine.execute_collect(&session, "SELECT pii_columns FROM lakehouse.datasets WHERE name = 'events'").await?;
     if let Some(b) = pii.first().and_then(|(_, b)| b.first()) {
         println!("  PII flagged: {}", datafusion::arrow::util::display::array_value_to_string(b.column(0), 0).unwrap_or_default());

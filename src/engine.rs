@@ -564,6 +564,8 @@ impl Engine {
         let sql = rewritten.as_deref().unwrap_or(sql);
         let reordered = sequences::reorder_identity_options(sql);
         let sql = reordered.as_deref().unwrap_or(sql);
+        let logged = create_table::drop_unlogged(sql)?;
+        let sql = logged.as_deref().unwrap_or(sql);
         // ATTACH/DETACH take DuckDB's syntax (`ATTACH 'url' AS name (TYPE mysql)`);
         // PostgreSQL has neither statement.
         let first = sql.trim_start().split_whitespace().next().unwrap_or("").to_lowercase();
@@ -627,11 +629,12 @@ impl Engine {
         Ok(statements
             .into_iter()
             .map(|s| match s {
-                DFStatement::Statement(st) => {
+                DFStatement::Statement(mut st) => {
+                    // Names first: PostgreSQL names columns by what was written.
+                    column_names::rewrite(&mut st);
                     let mut st = self.compat.rewrite(*st);
                     pg_catalog_names::qualify(&mut st);
                     pg_syntax::rewrite(&mut st);
-                    column_names::rewrite(&mut st);
                     DFStatement::Statement(Box::new(st))
                 }
                 other => other,

@@ -24,6 +24,9 @@ pub const DEFAULTS: &[(&str, &str, &str)] = &[
     ("default_table_access_method", "heap", "access method of new tables (heap: Parquet files in a bucket)"),
     ("default_transaction_isolation", "read committed", "isolation of new transactions"),
     ("default_transaction_read_only", "off", "new transactions are read-only"),
+    ("enable_seqscan", "on", "accepted; lakehouse's planner chooses scans itself"),
+    ("enable_indexscan", "on", "accepted; lakehouse's planner chooses scans itself"),
+    ("enable_bitmapscan", "on", "accepted; lakehouse's planner chooses scans itself"),
     ("extra_float_digits", "1", "extra digits for floating point output"),
     ("idle_in_transaction_session_timeout", "0", "accepted; not enforced"),
     ("integer_datetimes", "on", "datetimes are integer based"),
@@ -32,6 +35,8 @@ pub const DEFAULTS: &[(&str, &str, &str)] = &[
     ("lc_ctype", "C", "character classification"),
     ("lc_messages", "C", "message language"),
     ("lock_timeout", "0", "accepted; not enforced"),
+    ("maintenance_work_mem", "64MB", "accepted; index builds size their memory themselves"),
+    ("max_parallel_maintenance_workers", "2", "accepted; index builds use every core"),
     ("max_identifier_length", "63", "longest identifier"),
     ("search_path", "public", "schema search order"),
     ("server_encoding", "UTF8", "server character set"),
@@ -189,17 +194,7 @@ impl Session {
         let name = canonical(name);
         if Self::is_datafusion(&name) {
             crate::engine::limits::check_datafusion_setting(&name, value, self)?;
-            if name == "hnsw.ef_search" {
-                let max = crate::table_providers::hnsw_scan::EF_SEARCH_MAX;
-                match value.trim().parse::<i64>() {
-                    Ok(n) if n >= 1 && n as usize <= max => {}
-                    _ => {
-                        return Err(Error::InvalidParameter(format!(
-                            "invalid value for parameter \"hnsw.ef_search\": \"{value}\"; it takes an integer between 1 and {max}"
-                        )));
-                    }
-                }
-            }
+            check_hnsw_setting(&name, value)?;
             let state = self.ctx.state_ref();
             let mut state = state.write();
             return state
@@ -244,6 +239,9 @@ impl Session {
         let name = canonical(name);
         if name == "hnsw.ef_search" {
             return Ok(show_ef_search(self.ctx.state().config_options()));
+        }
+        if let Some(v) = show_hnsw(self.ctx.state().config_options(), &name) {
+            return Ok(v);
         }
         if Self::is_datafusion(&name) {
             let state = self.ctx.state();
@@ -293,13 +291,16 @@ impl Session {
                 state.config_mut().options_mut().set(&n, "0").map_err(|e| Error::InvalidParameter(e.to_string()))
             }
             Some(n) if Self::is_datafusion(&n) => {
+                drop(vars);
+                if let Some(v) = show_hnsw(&self.initial, &n) {
+                    return self.set(&n, &v);
+                }
                 let default = self
                     .initial
                     .entries()
                     .into_iter()
                     .find(|e| e.key == n)
                     .ok_or_else(|| Error::UnknownSetting(n.clone()))?;
-                drop(vars);
                 self.set(&n, &default.value.unwrap_or_default())
             }
             Some(n) => {
@@ -408,6 +409,45 @@ pub fn parse_duration_ms(v: &str) -> Option<u64> {
         _ => return None,
     };
     (ms.is_finite() && (0.0..=i32::MAX as f64).contains(&ms)).then_some(ms as u64)
+}
+
+/// `SHOW hnsw.iterative_scan` / `max_scan_tuples` / `scan_mem_multiplier`.
+fn show_hnsw(options: &datafusion::config::ConfigOptions, name: &str) -> Option<String> {
+    let o = options.extensions.get::<crate::table_providers::hnsw_scan::HnswOptions>()?;
+    Some(match name {
+        "hnsw.iterative_scan" => o.iterative_scan.clone(),
+        "hnsw.max_scan_tuples" => o.max_scan_tuples.to_string(),
+        "hnsw.scan_mem_multiplier" => o.scan_mem_multiplier.to_string(),
+        _ => return None,
+    })
+}
+
+/// pgvector's checks (and messages) for its settings.
+fn check_hnsw_setting(name: &str, value: &str) -> Result<()> {
+    let range = |lo: f64, hi: f64, integer: bool| -> Result<()> {
+        let v = value.trim().trim_matches('\'');
+        let parsed: Option<f64> = if integer { v.parse::<i64>().ok().map(|n| n as f64) } else { v.parse::<f64>().ok() };
+        match parsed {
+            Some(n) if n >= lo && n <= hi => Ok(()),
+            Some(_) => Err(Error::InvalidParameter(format!("{v} is outside the valid range for parameter \"{name}\" ({lo} .. {hi})"))),
+            None => Err(Error::InvalidParameter(format!(
+                "invalid value for parameter \"{name}\": \"{v}\"\nHINT: {}",
+                if integer { "It takes an integer." } else { "It takes a number." }
+            ))),
+        }
+    };
+    match name {
+        "hnsw.ef_search" => range(1.0, crate::table_providers::hnsw_scan::EF_SEARCH_MAX as f64, true),
+        "hnsw.max_scan_tuples" => range(1.0, i32::MAX as f64, true),
+        "hnsw.scan_mem_multiplier" => range(1.0, 1000.0, false),
+        "hnsw.iterative_scan" => match value.trim().trim_matches('\'').to_lowercase().as_str() {
+            "off" | "relaxed_order" | "strict_order" => Ok(()),
+            other => Err(Error::InvalidParameter(format!(
+                "invalid value for parameter \"hnsw.iterative_scan\": \"{other}\"\nHINT: Available values: off, relaxed_order, strict_order."
+            ))),
+        },
+        _ => Ok(()),
+    }
 }
 
 /// `SHOW hnsw.ef_search`: the session's value, or 40 (pgvector's default) when unset

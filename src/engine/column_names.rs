@@ -116,7 +116,9 @@ fn figure_inner(e: &Expr) -> Option<String> {
         Expr::Nested(inner) => figure_inner(inner),
         Expr::Function(f) => f.name.0.last().and_then(|p| p.as_ident()).map(ident_name),
         Expr::Cast { expr, data_type, kind, .. } => {
-            let inner = figure_inner(expr);
+            // A cast's type names it unless its argument names itself more strongly
+            // (a column, a function, ARRAY[…]); an inner cast or a literal does not.
+            let inner = cast_argument_name(expr);
             match kind {
                 CastKind::DoubleColon | CastKind::Cast => inner.or_else(|| Some(type_name(data_type))),
                 _ => inner,
@@ -150,6 +152,17 @@ fn figure_inner(e: &Expr) -> Option<String> {
             _ => figure_inner(root),
         },
         _ => None,
+    }
+}
+
+/// The name a cast's argument gives when it names itself more strongly than a cast
+/// (FigureColname's strength 2): through inner casts; literals give none.
+fn cast_argument_name(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Nested(inner) => cast_argument_name(inner),
+        Expr::Cast { expr, .. } => cast_argument_name(expr),
+        Expr::TypedString(_) | Expr::Value(_) => None,
+        other => figure_inner(other),
     }
 }
 
@@ -224,6 +237,10 @@ mod tests {
         assert_eq!(rewritten("SELECT 1 UNION SELECT 2"), r#"SELECT CAST(1 AS INT) AS "?column?" UNION SELECT CAST(2 AS INT)"#);
         assert_eq!(rewritten("INSERT INTO t VALUES (1)"), "INSERT INTO t VALUES (1)");
         assert_eq!(display_name("count\u{1}2"), "count");
+        // A cast names an item unless its argument (through inner casts) names itself.
+        assert!(rewritten("SELECT '[1,2,3]'::vector::real[]").ends_with(r#"AS "float4""#));
+        assert!(rewritten("SELECT ARRAY[1,2,3]::float4[]::vector").ends_with(r#"AS "array""#));
+        assert!(rewritten("SELECT '{1,2,3}'::real[]::vector(3)").ends_with(r#"AS "vector""#));
     }
 
     #[test]

@@ -311,3 +311,30 @@ mod tests {
         assert!(sql.contains("c INT NOT NULL"), "a primary key column is NOT NULL: {sql}");
     }
 }
+
+/// `CREATE UNLOGGED TABLE` as `CREATE TABLE` (each statement of a batch): every
+/// table lakehouse writes is crash-safe, which an unlogged one only need not be.
+/// None when no statement says UNLOGGED.
+pub fn drop_unlogged(sql: &str) -> crate::error::Result<Option<String>> {
+    if !sql.as_bytes().windows(8).any(|w| w.eq_ignore_ascii_case(b"unlogged")) {
+        return Ok(None);
+    }
+    let parts = super::split::split_statements(sql)?;
+    let mut changed = false;
+    let out: Vec<String> = parts
+        .into_iter()
+        .map(|p| {
+            let t = p.trim_start();
+            let words: Vec<&str> = t.splitn(4, char::is_whitespace).filter(|w| !w.is_empty()).collect();
+            match words.as_slice() {
+                [c, u, tb, ..] if c.eq_ignore_ascii_case("create") && u.eq_ignore_ascii_case("unlogged") && tb.eq_ignore_ascii_case("table") => {
+                    changed = true;
+                    let at = t.to_ascii_lowercase().find("unlogged").unwrap_or(0);
+                    format!("{}{}", &t[..at], &t[at + "unlogged".len()..])
+                }
+                _ => p,
+            }
+        })
+        .collect();
+    Ok(changed.then(|| out.join(";\n")))
+}

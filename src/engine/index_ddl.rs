@@ -59,6 +59,10 @@ pub(super) async fn run_blocking_with_progress<T: Send + 'static>(
     }
 }
 
+/// Index work over fewer rows than this reports no progress NOTICEs (it ends at
+/// once; pgvector users' scripts expect `CREATE INDEX` to print nothing).
+pub(super) const PROGRESS_MIN_ROWS: usize = 1000;
+
 /// [`run_blocking_with_progress`] for a session, or (background work: a rebuild, the
 /// agent, a catch-up on start) on a blocking thread with progress to the log.
 pub(super) async fn run_blocking<T: Send + 'static>(
@@ -318,7 +322,8 @@ impl Engine {
             }
             None => TableRows::new(batch, &column, dims)?,
         };
-        let built = run_blocking_with_progress(session, move |progress, cancel| {
+        let loud = rows.len() >= PROGRESS_MIN_ROWS;
+        let built = run_blocking(loud.then_some(session), move |progress, cancel| {
             progress(format!("hnsw: building {name} over {} rows (m = {}, ef_construction = {})", rows.len(), params.m, params.ef_construction));
             HnswIndex::build(record, rows, covered, progress, cancel)
         })
@@ -337,10 +342,12 @@ impl Engine {
             indexes::remove_files(&location);
             return Err(e);
         }
-        session.notice(format!(
-            "hnsw: {} built over {} rows in {:.2} s",
-            final_record.name, final_record.rows, final_record.build_secs
-        ));
+        if loud {
+            session.notice(format!(
+                "hnsw: {} built over {} rows in {:.2} s",
+                final_record.name, final_record.rows, final_record.build_secs
+            ));
+        }
         self.indexes.insert(Arc::new(index));
         Ok(QueryResult::command("CREATE INDEX"))
     }
@@ -407,6 +414,7 @@ impl Engine {
             .await
             .map_err(|e| Error::Internal(format!("index task failed: {e}")))??;
             let Some((batch, files)) = new_rows else { continue };
+            let new_rows_count = batch.num_rows();
             // A text index embeds the new rows first; a failure leaves the index as it was.
             let vectors = match &ir.model {
                 Some(model) => Some(self.embed_column(session, model, &batch, &ir.column, &ir.name).await?),
@@ -415,7 +423,8 @@ impl Engine {
             let work = move |progress: &(dyn Fn(String) + Sync), _cancel: &AtomicBool| -> Result<Option<IndexRecord>> {
                 idx.append(batch, vectors, files, loc, progress).map(Some)
             };
-            let appended = run_blocking(session, work).await;
+            let loud = new_rows_count >= PROGRESS_MIN_ROWS;
+            let appended = run_blocking(session.filter(|_| loud), work).await;
             match appended {
                 Ok(Some(new_rec)) => {
                     let catalog = self.catalog.clone();

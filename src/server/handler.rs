@@ -38,14 +38,20 @@ pub fn to_pg_error(e: &Error) -> PgWireError {
 }
 
 /// An ERROR with `code` for the client (the session goes on).
-/// A message may carry PostgreSQL's DETAIL after a line `DETAIL: `.
+/// A message may carry PostgreSQL's DETAIL after a line `DETAIL: `, then a HINT
+/// after a line `HINT: `.
 pub fn user_error(code: &str, message: String) -> PgWireError {
+    let (message, hint) = match message.split_once("\nHINT: ") {
+        Some((m, h)) => (m.to_string(), Some(h.to_string())),
+        None => (message, None),
+    };
     let (message, detail) = match message.split_once("\nDETAIL: ") {
         Some((m, d)) => (m.to_string(), Some(d.to_string())),
         None => (message, None),
     };
     let mut info = ErrorInfo::new(SEVERITY_ERROR.to_owned(), code.to_owned(), message);
     info.detail = detail;
+    info.hint = hint;
     PgWireError::UserError(Box::new(info))
 }
 

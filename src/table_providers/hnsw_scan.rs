@@ -44,6 +44,14 @@ datafusion::common::extensions_options! {
         /// Candidates kept per HNSW search; higher is slower and more accurate.
         /// 0 = not set: each index's promoted ef_search, else 40.
         pub ef_search: usize, default = 0
+        /// pgvector's iterative index scans: off, relaxed_order, strict_order.
+        /// lakehouse's filtered HNSW scans already continue until they have their
+        /// rows, in order (strict_order); the setting is kept and shown.
+        pub iterative_scan: String, default = "off".to_string()
+        /// pgvector's cap on tuples an iterative scan visits (kept and shown).
+        pub max_scan_tuples: usize, default = 20000
+        /// pgvector's memory multiplier for iterative scans (kept and shown).
+        pub scan_mem_multiplier: f64, default = 1.0
     }
 }
 

@@ -15,6 +15,8 @@ pub mod pii;
 pub mod psql_compat;
 pub mod sequence;
 pub mod vector;
+pub mod vector_aggregates;
+pub mod vector_math;
 pub mod vector_ops;
 pub mod vector_search;
 pub mod version;
@@ -45,6 +47,12 @@ pub fn register_all(ctx: &SessionContext) {
     }
     for f in psql_compat::functions() {
         ctx.register_udf(f);
+    }
+    for f in vector_math::functions() {
+        ctx.register_udf(f);
+    }
+    for f in vector_aggregates::functions() {
+        ctx.register_udaf(f);
     }
     // DataFusion ships array functions named inner_product and cosine_distance (with
     // aliases). Sessions are built by re-registering every function of the template

@@ -397,7 +397,9 @@ impl ScalarUDFImpl for VectorFn {
             Some(d) => Some(d),
             None => match (args.arg_fields[0].data_type(), args.scalar_arguments.first().copied().flatten()) {
                 (DataType::FixedSizeList(_, d), _) => Some(*d as usize),
-                (_, Some(s)) if !s.is_null() => {
+                // Only text: a list argument is a literal only once the optimizer has
+                // folded it, and the type must not change between the two.
+                (DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View, Some(s)) if !s.is_null() => {
                     let rows = Vectors::from_array(&s.to_array_of_size(1)?).map_err(df)?;
                     rows.get(0).map(|v| v.len())
                 }

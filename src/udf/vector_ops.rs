@@ -68,8 +68,77 @@ fn type_placeholder(e: Expr) -> Expr {
     }
 }
 
+/// Is `e` of pgvector's `vector` type (a `vector(n)` column, a cast to `vector`, a
+/// function returning one) — not any float array?
+fn is_vector_typed(e: &Expr, schema: &DFSchema) -> bool {
+    match e.to_field(schema) {
+        Ok((_, f)) => match f.data_type() {
+            datafusion::arrow::datatypes::DataType::FixedSizeList(item, _) => {
+                item.data_type() == &datafusion::arrow::datatypes::DataType::Float32
+            }
+            _ => super::vector::is_marked_vector(&f),
+        },
+        Err(_) => false,
+    }
+}
+
+/// An operand that may stand beside a vector: a vector, an untyped text literal,
+/// a parameter.
+fn vector_operand(e: &Expr, schema: &DFSchema) -> bool {
+    matches!(e, Expr::Placeholder(_))
+        || matches!(e, Expr::Literal(ScalarValue::Utf8(_) | ScalarValue::Utf8View(_) | ScalarValue::LargeUtf8(_) | ScalarValue::Null, _))
+        || is_vector_typed(e, schema)
+}
+
+/// `'[1,2,3]'::vector` (or a text literal for it) as a `vector(n)` literal.
+fn vector_literal(e: &Expr) -> Option<ScalarValue> {
+    let text = match e {
+        Expr::Cast(c) if matches!(c.field.data_type(), datafusion::arrow::datatypes::DataType::FixedSizeList(item, _) if item.data_type() == &datafusion::arrow::datatypes::DataType::Float32) => {
+            return vector_literal(&c.expr);
+        }
+        Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)), _) => s,
+        _ => return None,
+    };
+    super::vector::parse_text(text).ok().map(|v| super::vector::vector_scalar(&v))
+}
+
 impl ExprPlanner for VectorOperatorPlanner {
+    /// `ARRAY['[1,2,3]'::vector, '[4,5,6]', NULL]`: every element a `vector(3)`
+    /// (as PostgreSQL resolves the untyped ones to the array's type).
+    fn plan_array_literal(&self, exprs: Vec<Expr>, schema: &DFSchema) -> Result<PlannerResult<Vec<Expr>>> {
+        let typed = exprs.iter().any(|e| matches!(e, Expr::Cast(_)) && is_vector_typed(e, schema));
+        if !typed {
+            return Ok(PlannerResult::Original(exprs));
+        }
+        let literals: Vec<Option<ScalarValue>> = exprs.iter().map(vector_literal).collect();
+        let dims: std::collections::BTreeSet<usize> =
+            literals.iter().flatten().filter_map(|v| super::vector::vector_dims_of(&v.data_type())).collect();
+        let [d] = dims.into_iter().collect::<Vec<_>>()[..] else { return Ok(PlannerResult::Original(exprs)) };
+        let t = super::vector::vector_type(d);
+        let mut out = Vec::with_capacity(exprs.len());
+        for (e, lit) in exprs.into_iter().zip(literals) {
+            out.push(match (lit, &e) {
+                (Some(v), _) => Expr::Literal(v, None),
+                (None, Expr::Literal(ScalarValue::Null, _)) => Expr::Literal(ScalarValue::try_from(&t)?, None),
+                _ => e,
+            });
+        }
+        Ok(PlannerResult::Original(out))
+    }
+
     fn plan_binary_op(&self, expr: RawBinaryExpr, schema: &DFSchema) -> Result<PlannerResult<RawBinaryExpr>> {
+        // `+ - * || < <= = <> >= >` with a vector on one side (vector_math.rs).
+        if let Some(op) = super::vector_math::for_operator(&expr.op) {
+            let (l, r) = (is_vector_typed(&expr.left, schema), is_vector_typed(&expr.right, schema));
+            if (l || r) && vector_operand(&expr.left, schema) && vector_operand(&expr.right, schema) {
+                let RawBinaryExpr { left, right, .. } = expr;
+                return Ok(PlannerResult::Planned(Expr::ScalarFunction(ScalarFunction::new_udf(
+                    Arc::new(super::vector_math::udf(op)),
+                    vec![type_placeholder(left), type_placeholder(right)],
+                ))));
+            }
+            return Ok(PlannerResult::Original(expr));
+        }
         let udf = match &expr.op {
             BinaryOperator::LtDashGt => &self.l2,
             BinaryOperator::Custom(s) if s == "<#>" => &self.neg_ip,

@@ -755,6 +755,31 @@ where
     Ok(())
 }
 
+/// [`send_copy_out`] that a CancelRequest stops (its rows are computed as they are
+/// sent, so the statement runs here, not before).
+pub async fn send_copy_out_cancellable<C>(client: &mut C, copy: CopyOut) -> PgWireResult<()>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let cancel = match client.session_extensions().get::<Arc<pgwire::api::ConnectionHandle>>() {
+        Some(handle) => Some(handle.start_query().await),
+        None => None,
+    };
+    match cancel {
+        Some(cancel) => {
+            let work = send_copy_out(client, copy);
+            tokio::pin!(work);
+            tokio::select! {
+                r = &mut work => r,
+                _ = cancel => Err(PgWireError::QueryCanceled),
+            }
+        }
+        None => send_copy_out(client, copy).await,
+    }
+}
+
 /// A COPY FROM under way on a connection.
 struct Receiving {
     decoder: Decoder,

@@ -292,7 +292,7 @@ impl SimpleQueryHandler for LakehouseHandler {
                     Outcome::Response(Response::CopyIn(_) | Response::CopyOut(_) | Response::CopyBoth(_)) => {
                         return Err(to_pg_error(&Error::Internal("pgwire COPY response".into())));
                     }
-                    Outcome::CopyOut(c) => super::copy::send_copy_out(client, c).await?,
+                    Outcome::CopyOut(c) => super::copy::send_copy_out_cancellable(client, c).await?,
                     Outcome::CopyIn(c) => {
                         let session = session_for(&self.engine, client);
                         super::copy::start_copy_in(&self.engine, &session, client, c, false).await?;
@@ -478,7 +478,7 @@ impl ExtendedQueryHandler for LakehouseHandler {
             let response = match response {
                 Outcome::Response(r) => r,
                 Outcome::CopyOut(c) => {
-                    super::copy::send_copy_out(client, c).await?;
+                    super::copy::send_copy_out_cancellable(client, c).await?;
                     *state = PortalExecutionState::Finished;
                     drop(state);
                     client.set_state(PgWireConnectionState::ReadyForQuery);

@@ -1781,9 +1781,6 @@ impl Engine {
         use crate::table_providers::owned::{OwnedTable, Rules};
         let schema = inner.schema();
         let not_null: Vec<usize> = schema.fields().iter().enumerate().filter(|(_, f)| !f.is_nullable()).map(|(i, _)| i).collect();
-        if !temporary && rec.defaults.is_empty() && rec.constraints.is_empty() && not_null.is_empty() && !rec.indexes.iter().any(|i| i.unique) {
-            return Ok(inner);
-        }
         let state = self.template.state();
         let empty = datafusion::common::DFSchema::empty();
         let table_schema = datafusion::common::DFSchema::try_from(schema.as_ref().clone())?;

@@ -28,7 +28,7 @@ pub fn pg_type(dt: &DataType) -> Type {
         DataType::UInt64 => Type::NUMERIC,
         DataType::Float16 | DataType::Float32 => Type::FLOAT4,
         DataType::Float64 => Type::FLOAT8,
-        DataType::Decimal128(p, _) if *p <= 28 => Type::NUMERIC,
+        DataType::Decimal128(_, _) => Type::NUMERIC,
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::TEXT,
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => Type::BYTEA,
         DataType::Date32 | DataType::Date64 => Type::DATE,

@@ -27,6 +27,8 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
 use rust_decimal::Decimal;
 
+use super::numeric::{Overflow, PgNumeric};
+
 use super::handler::to_pg_error;
 use crate::error::Error;
 
@@ -273,10 +275,7 @@ fn encode_value(enc: &mut DataRowEncoder, col: &ArrayRef, row: usize) -> PgWireR
         }
         DataType::Float32 => prim!(enc, col, row, Float32Array, |v| v),
         DataType::Float64 => prim!(enc, col, row, Float64Array, |v| v),
-        DataType::Decimal128(_, s) => {
-            let scale = (*s).max(0) as u32;
-            prim!(enc, col, row, Decimal128Array, |v: i128| Decimal::from_i128_with_scale(v, scale))
-        }
+        DataType::Decimal128(_, scale) => prim!(enc, col, row, Decimal128Array, |value| PgNumeric { value, scale: *scale }),
         DataType::Utf8 => prim!(enc, col, row, StringArray, |v: &str| v.to_string()),
         DataType::LargeUtf8 => {
             let a = col.as_string::<i64>();
@@ -480,9 +479,13 @@ pub fn decode_value(raw: Raw<'_>, pg: &Type, want: Option<&DataType>, what: &str
         Type::OID => ScalarValue::Int64(raw.get::<u32>(pg)?.map(i64::from)),
         Type::FLOAT4 => ScalarValue::Float32(raw.get::<f32>(pg)?),
         Type::FLOAT8 => ScalarValue::Float64(raw.get::<f64>(pg)?),
-        Type::NUMERIC => match raw.get::<Decimal>(pg)? {
-            Some(d) => ScalarValue::Decimal128(Some(d.mantissa()), 38, d.scale() as i8),
-            None => ScalarValue::Decimal128(None, 38, 0),
+        Type::NUMERIC => match raw.get::<PgNumeric>(pg) {
+            Ok(Some(n)) => ScalarValue::Decimal128(Some(n.value), 38, n.scale),
+            Ok(None) => ScalarValue::Decimal128(None, 38, 0),
+            Err(PgWireError::FailedToParseParameter(e)) if e.is::<Overflow>() => {
+                return Err(to_pg_error(&Error::NumericOutOfRange(format!("{what}: {e}"))));
+            }
+            Err(e) => return Err(e),
         },
         Type::BYTEA => ScalarValue::Binary(raw.get::<Vec<u8>>(pg)?),
         Type::DATE => ScalarValue::Date32(
@@ -569,12 +572,13 @@ pub fn decode_value(raw: Raw<'_>, pg: &Type, want: Option<&DataType>, what: &str
         }
     }
     // Text for a typed placeholder goes through DataFusion's casts; a narrower integer
-    // (psycopg binds small ints as int2), another float or another timestamp precision
+    // (psycopg binds small ints as int2), another float, numeric scale or timestamp precision
     // becomes the type the plan expects, as PostgreSQL's implicit casts do.
     let widen = |dt: &DataType, v: &DataType| {
         (dt.is_integer() && v.is_integer())
             || (dt.is_floating() && (v.is_floating() || v.is_integer()))
             || (matches!(dt, DataType::Timestamp(..)) && matches!(v, DataType::Timestamp(..)))
+            || (matches!(dt, DataType::Decimal128(..)) && (matches!(v, DataType::Decimal128(..)) || v.is_integer()))
     };
     match (want, &value) {
         (Some(dt), ScalarValue::Utf8(_)) if dt != &DataType::Utf8 => value

@@ -9,6 +9,7 @@ mod connection;
 pub mod encode;
 mod frames;
 pub mod handler;
+mod numeric;
 mod throttle;
 pub mod tls;
 

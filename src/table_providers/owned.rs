@@ -19,6 +19,8 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DFSchema, Statistics};
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig};
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::Result;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::dml::InsertOp;
@@ -96,7 +98,7 @@ impl TableProvider for OwnedTable {
     }
 
     async fn scan(&self, state: &dyn Session, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> Result<Arc<dyn ExecutionPlan>> {
-        self.inner.scan(state, projection, filters, limit).await
+        Ok(in_write_order(self.inner.scan(state, projection, filters, limit).await?))
     }
 
     async fn insert_into(&self, state: &dyn Session, input: Arc<dyn ExecutionPlan>, insert_op: InsertOp) -> Result<Arc<dyn ExecutionPlan>> {
@@ -125,6 +127,30 @@ impl TableProvider for OwnedTable {
         let checked = Arc::new(CheckedInsertExec::new(input, self.rules.clone(), checks, existing));
         self.inner.insert_into(state, checked, insert_op).await
     }
+}
+
+/// A scan that reads the table's files in the order they were written, as PostgreSQL's
+/// heap returns a small table's rows in insertion order: clients' tests read `SELECT *`
+/// without ORDER BY after two INSERTs and expect that. DataFusion orders files by name,
+/// and each write's files are named by a random id; the modification time (then the
+/// name, for one write's several files) is the write order.
+fn in_write_order(plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+    let Some(exec) = plan.downcast_ref::<DataSourceExec>() else { return plan };
+    let Some(config) = exec.data_source().downcast_ref::<FileScanConfig>() else { return plan };
+    let mut config = config.clone();
+    for group in &mut config.file_groups {
+        let statistics = group.file_statistics(None).cloned();
+        let mut files = group.files().to_vec();
+        files.sort_by(|a, b| {
+            (a.object_meta.last_modified, &a.object_meta.location).cmp(&(b.object_meta.last_modified, &b.object_meta.location))
+        });
+        let mut sorted = FileGroup::new(files);
+        if let Some(statistics) = statistics {
+            sorted = sorted.with_statistics(Arc::new(statistics));
+        }
+        *group = sorted;
+    }
+    DataSourceExec::from_data_source(config)
 }
 
 /// Buffers an INSERT's rows, checks them against the table's rules, then passes them on.

@@ -227,3 +227,60 @@ async fn notifications_reach_listening_sessions() {
     assert_eq!(got.2, "third");
     server.stop().await;
 }
+
+/// `numeric` of any precision travels as NUMERIC (binary: base-10000 digit groups),
+/// so drivers that bind by the described type (asyncpg) can send a decimal to a bare
+/// `numeric` column, which is a Decimal128(38, 10) here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numeric_parameters_and_results_in_binary() {
+    use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
+
+    /// A numeric's binary form as 16-bit words.
+    #[derive(Debug)]
+    struct Words(Vec<i16>);
+    impl ToSql for Words {
+        fn to_sql(&self, _: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+            for w in &self.0 {
+                out.extend_from_slice(&w.to_be_bytes());
+            }
+            Ok(IsNull::No)
+        }
+        fn accepts(ty: &Type) -> bool {
+            *ty == Type::NUMERIC
+        }
+        to_sql_checked!();
+    }
+    impl<'a> FromSql<'a> for Words {
+        fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+            Ok(Words(raw.chunks(2).map(|c| i16::from_be_bytes([c[0], c[1]])).collect()))
+        }
+        fn accepts(ty: &Type) -> bool {
+            *ty == Type::NUMERIC
+        }
+    }
+
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    c.batch_execute("CREATE TABLE amounts (x numeric, y numeric(12, 2))").await.unwrap();
+    let insert = c.prepare("INSERT INTO amounts VALUES ($1, $2)").await.unwrap();
+    assert_eq!(insert.params(), &[Type::NUMERIC, Type::NUMERIC]);
+    // 12345.678 and -0.5: (ndigits, weight, sign, dscale, digits…).
+    let x = Words(vec![3, 1, 0, 3, 1, 2345, 6780]);
+    let y = Words(vec![1, -1, 0x4000, 1, 5000]);
+    c.execute(&insert, &[&x, &y]).await.unwrap();
+    let row = c.query_one("SELECT x, y, x::text, y::text FROM amounts", &[]).await.unwrap();
+    // x comes back at the column's scale 10, y at 2.
+    assert_eq!(row.get::<_, Words>(0).0, vec![3, 1, 0, 10, 1, 2345, 6780]);
+    assert_eq!(row.get::<_, Words>(1).0, vec![1, -1, 0x4000, 2, 5000]);
+    assert_eq!(row.get::<_, String>(2), "12345.6780000000");
+    assert_eq!(row.get::<_, String>(3), "-0.50");
+    // Too wide for the column: 22003, and a NaN is refused, not stored.
+    let wide = Words(vec![1, 10, 0, 0, 1]); // 10^40
+    let err = c.execute(&insert, &[&wide, &y]).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "22003", "{err}");
+    let nan = Words(vec![0, 0, 0xC000u16 as i16, 0]);
+    assert!(c.execute(&insert, &[&nan, &y]).await.is_err());
+    let n: i64 = c.query_one("SELECT count(*) FROM amounts", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1);
+    server.stop().await;
+}

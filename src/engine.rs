@@ -232,7 +232,8 @@ impl Engine {
             // information_schema is ours (DataFusion's tables plus the privilege
             // views), registered below as a schema of the catalog.
             .with_information_schema(false)
-            .with_option_extension(HnswOptions::default());
+            .with_option_extension(HnswOptions::default())
+            .with_option_extension(crate::table_providers::hnsw_scan::PgPlannerOptions::default());
         let indexes = Arc::new(IndexRegistry::default());
         let models = {
             let mut m = crate::embedding::Models::new(catalog.clone(), config.models.clone())?;
@@ -335,13 +336,14 @@ impl Engine {
     /// DataFusion with our vector type, operators, cast rewrite, index rewrite and
     /// index scan planner.
     fn state_builder(config: SessionConfig, indexes: &Arc<IndexRegistry>) -> SessionStateBuilder {
-        use crate::table_providers::hnsw_scan::{HnswRewrite, LakehouseQueryPlanner};
+        use crate::table_providers::hnsw_scan::{HnswRewrite, IndexOrder, LakehouseQueryPlanner};
         use crate::udf::{distance, vector, vector_ops};
         let mut planners: Vec<Arc<dyn datafusion::logical_expr::planner::ExprPlanner>> =
             vec![Arc::new(vector_ops::VectorOperatorPlanner::new(&distance::functions())), Arc::new(array_literals::ArrayLiterals)];
         planners.extend(datafusion::execution::SessionStateDefaults::default_expr_planners());
         let mut analyzer: Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> = vec![Arc::new(vector::VectorCastRewrite), Arc::new(array_literals::ArrayLiteralCasts), Arc::new(scalar_subquery::AggregateScalarSubqueries)];
         analyzer.extend(datafusion::optimizer::Analyzer::new().rules);
+        analyzer.push(Arc::new(IndexOrder::new(indexes.clone())));
         SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()

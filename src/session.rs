@@ -24,7 +24,7 @@ pub const DEFAULTS: &[(&str, &str, &str)] = &[
     ("default_table_access_method", "heap", "access method of new tables (heap: Parquet files in a bucket)"),
     ("default_transaction_isolation", "read committed", "isolation of new transactions"),
     ("default_transaction_read_only", "off", "new transactions are read-only"),
-    ("enable_seqscan", "on", "accepted; lakehouse's planner chooses scans itself"),
+    ("enable_seqscan", "on", "off: ORDER BY a distance over an HNSW-indexed column reads only the rows the index holds (no NULL, for cosine no zero vectors), as PostgreSQL's index scan"),
     ("enable_indexscan", "on", "accepted; lakehouse's planner chooses scans itself"),
     ("enable_bitmapscan", "on", "accepted; lakehouse's planner chooses scans itself"),
     ("extra_float_digits", "1", "extra digits for floating point output"),
@@ -227,6 +227,13 @@ impl Session {
                 "invalid value for parameter \"embedding.batch_size\": \"{value}\"; it takes an integer between 1 and 2048"
             )));
         }
+        let value = if name == "enable_seqscan" {
+            let on = parse_pg_bool(value).ok_or_else(|| Error::InvalidParameter(format!("parameter \"{name}\" requires a Boolean value")))?;
+            self.set_enable_seqscan(on)?;
+            if on { "on" } else { "off" }
+        } else {
+            value
+        };
         if name == "application_name" {
             *self.backend.application_name.lock().unwrap_or_else(|p| p.into_inner()) = value.to_string();
         }
@@ -278,10 +285,12 @@ impl Session {
                 *vars = self.startup.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 drop(vars);
                 self.sync_application_name();
-                let state = self.ctx.state_ref();
-                let mut state = state.write();
-                *state.config_mut().options_mut() = self.initial.clone();
-                Ok(())
+                {
+                    let state = self.ctx.state_ref();
+                    let mut state = state.write();
+                    *state.config_mut().options_mut() = self.initial.clone();
+                }
+                self.sync_planner()
             }
             Some(n) if n == "hnsw.ef_search" => {
                 drop(vars);
@@ -312,7 +321,7 @@ impl Session {
                 }
                 drop(vars);
                 self.sync_application_name();
-                Ok(())
+                self.sync_planner()
             }
         }
     }
@@ -330,6 +339,23 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// The planner's copy of `enable_seqscan` (hnsw_scan::IndexOrder reads it).
+    fn set_enable_seqscan(&self, on: bool) -> Result<()> {
+        let state = self.ctx.state_ref();
+        let mut state = state.write();
+        state
+            .config_mut()
+            .options_mut()
+            .set("pg_planner.enable_seqscan", if on { "true" } else { "false" })
+            .map_err(|e| Error::InvalidParameter(e.to_string()))
+    }
+
+    /// After RESET: the planner's settings from the variables they mirror.
+    fn sync_planner(&self) -> Result<()> {
+        let v = self.vars.lock().unwrap_or_else(|p| p.into_inner()).get("enable_seqscan").cloned();
+        self.set_enable_seqscan(v.as_deref().and_then(parse_pg_bool).unwrap_or(true))
     }
 
     fn sync_application_name(&self) {
@@ -420,6 +446,20 @@ fn show_hnsw(options: &datafusion::config::ConfigOptions, name: &str) -> Option<
         "hnsw.scan_mem_multiplier" => o.scan_mem_multiplier.to_string(),
         _ => return None,
     })
+}
+
+/// A PostgreSQL boolean setting: on/off, true/false, yes/no, 1/0, or a unique prefix
+/// of one of the words (parse_bool in PostgreSQL's bool.c).
+pub fn parse_pg_bool(value: &str) -> Option<bool> {
+    let v = value.trim().trim_matches('\'').to_lowercase();
+    let prefix = |word: &str, min: usize| v.len() >= min && word.starts_with(v.as_str());
+    if prefix("true", 1) || prefix("yes", 1) || prefix("on", 2) || v == "1" {
+        Some(true)
+    } else if prefix("false", 1) || prefix("no", 1) || prefix("off", 2) || v == "0" {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// pgvector's checks (and messages) for its settings.

@@ -139,9 +139,9 @@ fn opclass_metric(opclass: Option<&ObjectName>, default: &str) -> Result<Metric>
         "vector_l2_ops" => Ok(Metric::L2),
         "vector_cosine_ops" => Ok(Metric::Cosine),
         "vector_ip_ops" => Ok(Metric::Ip),
-        "vector_l1_ops" => Err(Error::NotSupported("hnsw indexes with vector_l1_ops".into())),
+        "vector_l1_ops" => Ok(Metric::L1),
         other => Err(Error::UndefinedObject(format!(
-            "operator class \"{other}\" does not exist for access method \"hnsw\"; use vector_l2_ops, vector_cosine_ops or vector_ip_ops"
+            "operator class \"{other}\" does not exist for access method \"hnsw\"; use vector_l2_ops, vector_cosine_ops, vector_ip_ops or vector_l1_ops"
         ))),
     }
 }

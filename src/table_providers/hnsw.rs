@@ -59,8 +59,19 @@ impl Distance<f32> for IpShift {
     }
 }
 
+/// pgvector's vector_l1_ops: taxicab distance, as `<+>`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct L1;
+impl Distance<f32> for L1 {
+    #[inline]
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        distance::l1(a, b)
+    }
+}
+
 enum Graph {
     L2(Hnsw<'static, f32, L2Sq>),
+    L1(Hnsw<'static, f32, L1>),
     Cosine(Hnsw<'static, f32, CosineUnit>),
     Ip(Hnsw<'static, f32, IpShift>),
 }
@@ -69,6 +80,7 @@ macro_rules! each_graph {
     ($g:expr, $h:ident => $body:expr) => {
         match $g {
             Graph::L2($h) => $body,
+            Graph::L1($h) => $body,
             Graph::Cosine($h) => $body,
             Graph::Ip($h) => $body,
         }
@@ -86,7 +98,7 @@ impl Graph {
             Metric::L2 => Graph::L2(Hnsw::new(m, cap, 16, ef_construction, L2Sq)),
             Metric::Cosine => Graph::Cosine(Hnsw::new(m, cap, 16, ef_construction, CosineUnit)),
             Metric::Ip => Graph::Ip(Hnsw::new(m, cap, 16, ef_construction, IpShift(shift))),
-            Metric::L1 => return Err(Error::NotSupported("hnsw indexes for L1 distance (vector_l1_ops)".into())),
+            Metric::L1 => Graph::L1(Hnsw::new(m, cap, 16, ef_construction, L1)),
         })
     }
 
@@ -123,7 +135,7 @@ impl Graph {
                 Metric::L2 => Graph::L2(io.load_hnsw_with_dist(L2Sq).map_err(|e| e.to_string())?),
                 Metric::Cosine => Graph::Cosine(io.load_hnsw_with_dist(CosineUnit).map_err(|e| e.to_string())?),
                 Metric::Ip => Graph::Ip(io.load_hnsw_with_dist(IpShift(shift)).map_err(|e| e.to_string())?),
-                Metric::L1 => return Err("no L1 graphs".into()),
+                Metric::L1 => Graph::L1(io.load_hnsw_with_dist(L1).map_err(|e| e.to_string())?),
             })
         });
         match loaded {
@@ -318,7 +330,7 @@ fn insert_rows(graph: &Graph, metric: Metric, shift: f32, rows: &TableRows, from
         }
         let end = (start + CHUNK).min(total);
         let owned: Vec<(Vec<f32>, usize)>;
-        let points: Vec<(&[f32], usize)> = if matches!(metric, Metric::L2) {
+        let points: Vec<(&[f32], usize)> = if matches!(metric, Metric::L2 | Metric::L1) {
             (start..end).filter_map(|i| rows.vector(i).map(|v| (v, i))).collect()
         } else {
             owned = (start..end).filter_map(|i| rows.vector(i).map(|v| (prepare(metric, shift, v), i))).collect();
@@ -642,6 +654,7 @@ impl HnswIndex {
     fn flat_search(&self, flat: &FlatGraph, metric: Metric, gq: &[f32], k: usize, ef: usize, keep: Option<&dyn Fn(usize) -> bool>) -> Vec<usize> {
         match metric {
             Metric::Cosine => flat.search(gq, k, ef, |a, b| 1.0 - distance::dot(a, b), keep),
+            Metric::L1 => flat.search(gq, k, ef, distance::l1, keep),
             Metric::Ip => {
                 let shift = self.shift;
                 flat.search(gq, k, ef, move |a, b| shift - distance::dot(a, b), keep)

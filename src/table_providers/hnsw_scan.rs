@@ -59,6 +59,18 @@ impl ConfigExtension for HnswOptions {
     const PREFIX: &'static str = "hnsw";
 }
 
+datafusion::common::extensions_options! {
+    /// PostgreSQL planner switches whose effect shows in results, mirrored from the
+    /// session's `SET enable_seqscan` (session.rs) for [`IndexOrder`].
+    pub struct PgPlannerOptions {
+        pub enable_seqscan: bool, default = true
+    }
+}
+
+impl ConfigExtension for PgPlannerOptions {
+    const PREFIX: &'static str = "pg_planner";
+}
+
 pub const EF_SEARCH_MAX: usize = 1000;
 
 /// ef_search when nothing else says: pgvector's default.
@@ -244,6 +256,88 @@ impl OptimizerRule for HnswRewrite {
                 None => Ok(Transformed::no(p)),
             }
         })
+    }
+}
+
+// ------------------------------------------------------------- ORDER BY without LIMIT
+
+/// `SET enable_seqscan = off` and an `ORDER BY <distance>(col, q)` with no LIMIT over
+/// a column with a matching HNSW index: PostgreSQL then reads the rows through the
+/// index, which holds no NULL vectors (and, for cosine, no zero vectors), so those
+/// rows are not in the result, as pgvector's tests expect. lakehouse returns the
+/// rows the index holds, in exact distance order (pgvector's strict_order iterative
+/// scan): a filter under the Sort. An analyzer rule, because DataFusion's optimizer
+/// drops an ORDER BY without LIMIT in a subquery (`SELECT count(*) FROM (… ORDER BY
+/// …)`), whose rows pgvector still reads from the index. With a LIMIT the HNSW scan
+/// ([`HnswRewrite`]) holds only indexed rows anyway.
+#[derive(Debug)]
+pub struct IndexOrder {
+    registry: Arc<IndexRegistry>,
+}
+
+impl IndexOrder {
+    pub fn new(registry: Arc<IndexRegistry>) -> Self {
+        IndexOrder { registry }
+    }
+
+    /// `plan` with a filter over the scan of `column` under it (through projections,
+    /// filters and aliases), if that column has an index for `metric`.
+    fn below(&self, plan: &LogicalPlan, column: &datafusion::common::Column, metric: Metric) -> Option<LogicalPlan> {
+        let rebuild = |input: LogicalPlan| plan.with_new_exprs(plan.expressions(), vec![input]).ok();
+        match plan {
+            LogicalPlan::Projection(p) => {
+                let i = p.schema.index_of_column(column).ok()?;
+                let Expr::Column(c) = p.expr[i].clone().unalias_nested().data else { return None };
+                rebuild(self.below(&p.input, &c, metric)?)
+            }
+            LogicalPlan::SubqueryAlias(a) => {
+                let i = a.schema.index_of_column(column).ok()?;
+                let c = datafusion::common::Column::from(a.input.schema().qualified_field(i));
+                rebuild(self.below(&a.input, &c, metric)?)
+            }
+            LogicalPlan::Filter(f) => rebuild(self.below(&f.input, column, metric)?),
+            LogicalPlan::TableScan(ts) => {
+                if column.relation.as_ref().is_some_and(|r| !r.resolved_eq(&ts.table_name) && r != &ts.table_name) {
+                    return None;
+                }
+                self.registry.find(&dataset_name(&ts.table_name)?, &column.name, metric)?;
+                let col = Expr::Column(column.clone());
+                let mut keep = col.clone().is_not_null();
+                if metric == Metric::Cosine {
+                    let norm = Arc::new(crate::udf::distance::vector_norm());
+                    keep = keep.and(Expr::ScalarFunction(datafusion::logical_expr::expr::ScalarFunction::new_udf(norm, vec![col])).gt(datafusion::prelude::lit(0f64)));
+                }
+                datafusion::logical_expr::LogicalPlanBuilder::from(plan.clone()).filter(keep).ok()?.build().ok()
+            }
+            _ => None,
+        }
+    }
+}
+
+impl datafusion::optimizer::AnalyzerRule for IndexOrder {
+    fn analyze(&self, plan: LogicalPlan, config: &datafusion::config::ConfigOptions) -> Result<LogicalPlan> {
+        if config.extensions.get::<PgPlannerOptions>().is_none_or(|o| o.enable_seqscan) {
+            return Ok(plan);
+        }
+        plan.transform_down_with_subqueries(|p| {
+            let LogicalPlan::Sort(sort) = &p else { return Ok(Transformed::no(p)) };
+            let Some(se) = sort.expr.first().filter(|se| se.asc) else { return Ok(Transformed::no(p)) };
+            let Expr::ScalarFunction(f) = se.expr.clone().unalias_nested().data else { return Ok(Transformed::no(p)) };
+            let Some(metric) = Metric::from_function(f.func.name()) else { return Ok(Transformed::no(p)) };
+            let column = match f.args.as_slice() {
+                [Expr::Column(c), q] | [q, Expr::Column(c)] if q.column_refs().is_empty() => c.clone(),
+                _ => return Ok(Transformed::no(p)),
+            };
+            match self.below(&sort.input, &column, metric) {
+                Some(input) => Ok(Transformed::yes(p.with_new_exprs(p.expressions(), vec![input])?)),
+                None => Ok(Transformed::no(p)),
+            }
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "hnsw_index_order"
     }
 }
 

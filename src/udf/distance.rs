@@ -476,6 +476,11 @@ fn unary(name: &'static str, op: Unary) -> ScalarUDF {
     ScalarUDF::new_from_impl(UnaryFn { name, op, signature: Signature::user_defined(Volatility::Immutable) })
 }
 
+/// `vector_norm(v)`, for plans built in Rust.
+pub fn vector_norm() -> ScalarUDF {
+    unary("vector_norm", Unary::Norm)
+}
+
 pub fn functions() -> Vec<ScalarUDF> {
     vec![
         binary("l2_distance", Binary::Metric(Metric::L2)),
@@ -484,7 +489,7 @@ pub fn functions() -> Vec<ScalarUDF> {
         binary("l1_distance", Binary::Metric(Metric::L1)),
         binary("inner_product", Binary::InnerProduct),
         unary("vector_dims", Unary::Dims),
-        unary("vector_norm", Unary::Norm),
+        vector_norm(),
         unary("l2_normalize", Unary::Normalize),
     ]
 }

@@ -69,6 +69,8 @@ async fn index_is_loaded_after_restart_without_rebuilding() {
     let old = url::Url::parse(&before[0][3]).unwrap().to_file_path().unwrap();
     let new = url::Url::parse(&appended[0][2]).unwrap().to_file_path().unwrap();
     assert!(!old.exists() && new.join("hnsw.hnsw.graph").exists());
+    // An L1 (taxicab) graph too, to be loaded below.
+    c.batch_execute("CREATE INDEX pts_l1 ON pts USING hnsw (emb vector_l1_ops)").await.unwrap();
     drop(c);
     server.terminate();
 
@@ -77,6 +79,11 @@ async fn index_is_loaded_after_restart_without_rebuilding() {
     let c = connect(server.port, "tester", None).await.unwrap();
     let top = text_rows(&c, "SELECT id, round(_distance, 3) FROM vector_search('pts_idx', '[5.2,7.1]', 2)").await;
     assert_eq!(top, vec![vec!["9999".to_string(), "0".to_string()], vec!["285".to_string(), "0.224".to_string()]]);
+    let plan = format!("{:?}", text_rows(&c, "EXPLAIN SELECT id FROM pts ORDER BY emb <+> '[5.2,7.4]' LIMIT 2").await);
+    assert!(plan.contains("HnswScanExec: index=pts_l1 metric=l1"), "{plan}");
+    // (5, 7) at 0.6, then the appended (5.2, 7.1) at 0.3 first.
+    let top = text_rows(&c, "SELECT id FROM pts ORDER BY emb <+> '[5.2,7.4]' LIMIT 2").await;
+    assert_eq!(top, vec![vec!["9999".to_string()], vec!["285".to_string()]]);
     drop(c);
     server.terminate();
 }

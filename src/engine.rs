@@ -24,6 +24,7 @@ mod pg_syntax;
 mod scalar_subquery;
 mod subplan;
 mod fast_knn;
+mod field_metadata;
 mod identity;
 mod index_ddl;
 mod listen;
@@ -128,6 +129,41 @@ impl QueryResult {
     }
 }
 
+/// The (0-based) placeholders the SQL text casts to `oid[]`: `$1::oid[]`,
+/// `$2 :: pg_catalog.OID []`. DataFusion maps oid to int, so the plan cannot tell.
+fn oid_array_params(sql: &str) -> Vec<usize> {
+    let b = sql.as_bytes();
+    let skip_ws = |mut i: usize| {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    let eat = |i: usize, word: &str| -> Option<usize> {
+        let end = i + word.len();
+        (end <= b.len() && b[i..end].eq_ignore_ascii_case(word.as_bytes())).then_some(end)
+    };
+    let mut out = vec![];
+    for (start, _) in sql.match_indices('$') {
+        let mut i = start + 1;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let Ok(n) = sql[start + 1..i].parse::<usize>() else { continue };
+        let Some(i) = eat(skip_ws(i), "::") else { continue };
+        let i = skip_ws(i);
+        let i = eat(i, "pg_catalog.").unwrap_or(i);
+        let Some(i) = eat(i, "oid") else { continue };
+        if b.get(i).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_') {
+            continue;
+        }
+        if eat(skip_ws(i), "[]").is_some() && n >= 1 {
+            out.push(n - 1);
+        }
+    }
+    out
+}
+
 /// A statement parsed (and, for DataFusion statements, planned) for the extended
 /// query protocol: Parse/Describe need parameter types and the result schema before
 /// Bind/Execute.
@@ -141,6 +177,9 @@ pub struct Prepared {
     /// `$n` compared with an oid column of pg_catalog (described as `oid`, as
     /// PostgreSQL does: tokio-postgres binds a u32 there when it looks a type up).
     pub param_is_oid: Vec<bool>,
+    /// `$n::oid[]` (asyncpg's type introspection binds its oids so): described as
+    /// oid[], which asyncpg decodes without introspecting, where int4[] needs it.
+    pub param_is_oid_array: Vec<usize>,
     /// Row description; None for commands.
     pub schema: Option<SchemaRef>,
     /// DECLARE … CURSOR FOR query: the query's plan, bound at each Execute.
@@ -226,7 +265,7 @@ impl Engine {
                 .await?,
             )
         };
-        let session_config = SessionConfig::new()
+        let mut session_config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG_NAME, DATA_SCHEMA)
             .with_create_default_catalog_and_schema(true)
             // information_schema is ours (DataFusion's tables plus the privilege
@@ -234,6 +273,11 @@ impl Engine {
             .with_information_schema(false)
             .with_option_extension(HnswOptions::default())
             .with_option_extension(crate::table_providers::hnsw_scan::PgPlannerOptions::default());
+        // Our catalog columns carry field metadata (pg_types.rs: which oid alias, "char")
+        // that DataFusion's casts keep in the physical plan but not in the logical one;
+        // its sanity check then refused a DISTINCT over `typelem::regtype::text`
+        // (asyncpg's type introspection) as an internal error.
+        session_config.options_mut().execution.skip_physical_aggregate_schema_check = true;
         let indexes = Arc::new(IndexRegistry::default());
         let models = {
             let mut m = crate::embedding::Models::new(catalog.clone(), config.models.clone())?;
@@ -344,6 +388,7 @@ impl Engine {
         let mut analyzer: Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> = vec![Arc::new(vector::VectorCastRewrite), Arc::new(array_literals::ArrayLiteralCasts), Arc::new(scalar_subquery::AggregateScalarSubqueries)];
         analyzer.extend(datafusion::optimizer::Analyzer::new().rules);
         analyzer.push(Arc::new(IndexOrder::new(indexes.clone())));
+        analyzer.push(Arc::new(field_metadata::KeepFieldMetadata));
         SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
@@ -737,7 +782,14 @@ impl Engine {
                 let schema = match &plan {
                     LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) => None,
                     LogicalPlan::Copy(_) => None,
-                    p => Some(Arc::new(p.schema().as_arrow().clone())),
+                    // Described with the field metadata the analyzer restores (oid
+                    // arrays, CASE over oids), as the rows will be sent.
+                    p => {
+                        use datafusion::optimizer::AnalyzerRule;
+                        let options = session.ctx.state().config_options().clone();
+                        let described = field_metadata::KeepFieldMetadata.analyze(p.clone(), &options).unwrap_or_else(|_| p.clone());
+                        Some(Arc::new(described.schema().as_arrow().clone()))
+                    }
                 };
                 (Some(plan), schema)
             }
@@ -760,6 +812,7 @@ impl Engine {
             }
             None => vec![],
         };
+        let param_is_oid_array = oid_array_params(sql);
         let param_types = match &plan {
             Some(p) => {
                 let types = p.get_parameter_types()?;
@@ -781,7 +834,7 @@ impl Engine {
         };
         // A DECLARE runs as a command; its query's plan is kept apart.
         let plan = if cursor_plan.is_some() { None } else { plan };
-        Ok(Prepared { sql: sql.to_string(), statement, plan, cursor_plan, param_types, param_is_oid, schema, fast: Default::default() })
+        Ok(Prepared { sql: sql.to_string(), statement, plan, cursor_plan, param_types, param_is_oid, param_is_oid_array, schema, fast: Default::default() })
     }
 
     /// Execute a prepared statement with bound parameter values.

@@ -71,6 +71,9 @@ pub fn field_pg_type(f: &datafusion::arrow::datatypes::Field) -> Type {
     } else if f.metadata().contains_key("pg.oid_alias") && matches!(f.data_type(), DataType::Int32 | DataType::UInt32) {
         // pg_catalog's oid columns (Int32 here) as PostgreSQL types them.
         Type::OID
+    } else if f.metadata().contains_key("pg.oid_alias") && matches!(f.data_type(), DataType::List(i) if i.data_type() == &DataType::Int32) {
+        // array_agg over one (engine/field_metadata.rs).
+        Type::OID_ARRAY
     } else {
         pg_type(f.data_type())
     }

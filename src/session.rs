@@ -345,6 +345,9 @@ impl Session {
     fn set_enable_seqscan(&self, on: bool) -> Result<()> {
         let state = self.ctx.state_ref();
         let mut state = state.write();
+        if state.config().options().extensions.get::<crate::table_providers::hnsw_scan::PgPlannerOptions>().is_none() {
+            return Ok(()); // a bare context (tests): no planner to tell
+        }
         state
             .config_mut()
             .options_mut()

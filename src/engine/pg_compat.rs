@@ -22,8 +22,8 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName, Query, Statement, Value, ValueWithSpan,
-    VisitMut, VisitorMut,
+    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName, Query, SelectItem, SetExpr, Statement,
+    Value, ValueWithSpan, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -79,12 +79,50 @@ impl Default for Rewriter {
 
 impl Rewriter {
     pub fn rewrite(&self, mut s: Statement) -> Statement {
+        let _ = s.visit(&mut RecursiveCteColumns);
         let _ = s.visit(&mut RegCasts(&self.reg_casts));
         super::array_literals::rewrite_casts(&mut s);
         for rule in &self.rules {
             s = rule.rewrite(s);
         }
         s
+    }
+}
+
+/// `WITH RECURSIVE t(a, b) AS (SELECT 1, 0 UNION ALL SELECT … FROM t …)`: DataFusion
+/// names the work table's columns after the first SELECT's expressions, not the CTE's
+/// column list, so the recursive term's `t.b` was "No field named t.b" (asyncpg's
+/// type introspection query is one such: every asyncpg session that met a vector or an
+/// array failed on it). The column names move onto the first SELECT's items.
+struct RecursiveCteColumns;
+
+impl VisitorMut for RecursiveCteColumns {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        let Some(with) = query.with.as_mut().filter(|w| w.recursive) else { return ControlFlow::Continue(()) };
+        for cte in &mut with.cte_tables {
+            if cte.alias.columns.is_empty() {
+                continue;
+            }
+            let mut body = cte.query.body.as_mut();
+            while let SetExpr::SetOperation { left, .. } = body {
+                body = left.as_mut();
+            }
+            let SetExpr::Select(select) = body else { continue };
+            if select.projection.len() != cte.alias.columns.len() {
+                continue;
+            }
+            for (item, column) in select.projection.iter_mut().zip(&cte.alias.columns) {
+                *item = match std::mem::replace(item, SelectItem::UnnamedExpr(Expr::Value(Value::Null.into()))) {
+                    SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => {
+                        SelectItem::ExprWithAlias { expr, alias: column.name.clone() }
+                    }
+                    other => other,
+                };
+            }
+        }
+        ControlFlow::Continue(())
     }
 }
 

@@ -535,6 +535,24 @@ pub fn decode_value(raw: Raw<'_>, pg: &Type, want: Option<&DataType>, what: &str
                 None => ScalarValue::Null,
             }
         }
+        Type::INT2_ARRAY | Type::INT4_ARRAY | Type::INT8_ARRAY | Type::BOOL_ARRAY | Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::OID_ARRAY
+            if raw.binary && check_binary_array(&raw, what).is_err() =>
+        {
+            return check_binary_array(&raw, what).map(|_| ScalarValue::Null);
+        }
+        Type::INT2_ARRAY if raw.binary => list_param(raw.get::<Vec<Option<i16>>>(pg)?, ScalarValue::Int16, DataType::Int16),
+        Type::INT4_ARRAY if raw.binary => list_param(raw.get::<Vec<Option<i32>>>(pg)?, ScalarValue::Int32, DataType::Int32),
+        Type::INT8_ARRAY if raw.binary => list_param(raw.get::<Vec<Option<i64>>>(pg)?, ScalarValue::Int64, DataType::Int64),
+        Type::BOOL_ARRAY if raw.binary => list_param(raw.get::<Vec<Option<bool>>>(pg)?, ScalarValue::Boolean, DataType::Boolean),
+        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY if raw.binary => list_param(raw.get::<Vec<Option<String>>>(pg)?, ScalarValue::Utf8, DataType::Utf8),
+        // Text arrays go through the plan's cast from text (engine/array_literals.rs).
+        Type::OID_ARRAY if raw.binary => match raw.get::<Vec<Option<u32>>>(pg)? {
+            Some(v) => ScalarValue::List(ScalarValue::new_list_nullable(
+                &v.into_iter().map(|o| ScalarValue::Int32(o.map(|o| o as i32))).collect::<Vec<_>>(),
+                &DataType::Int32,
+            )),
+            None => ScalarValue::Null,
+        },
         Type::FLOAT8_ARRAY => {
             let v = raw.get::<Vec<Option<f64>>>(pg)?;
             match v {
@@ -588,6 +606,34 @@ pub fn decode_value(raw: Raw<'_>, pg: &Type, want: Option<&DataType>, what: &str
             .cast_to(dt)
             .map_err(|e| to_pg_error(&Error::NumericOutOfRange(format!("{what}: {e}")))),
         _ => Ok(value),
+    }
+}
+
+/// A binary array's header, checked before postgres-types reads it: it reserves the
+/// element count the client declares (2^31 - 1 elements: a 32 GiB allocation and an
+/// abort). One dimension (or none), every element at least its 4-byte length.
+fn check_binary_array(raw: &Raw<'_>, what: &str) -> PgWireResult<()> {
+    let Some(b) = raw.bytes else { return Ok(()) };
+    let word = |i: usize| b.get(i * 4..i * 4 + 4).map(|s| i32::from_be_bytes([s[0], s[1], s[2], s[3]]));
+    let bad = |m: String| Err(to_pg_error(&Error::InvalidText(format!("{what}: invalid binary array: {m}"))));
+    match word(0) {
+        Some(0) => Ok(()),
+        Some(1) => match word(3) {
+            Some(n) if n >= 0 && (n as usize).saturating_mul(4) <= b.len().saturating_sub(20) => Ok(()),
+            Some(n) => bad(format!("{n} elements declared, {} bytes present", b.len())),
+            None => bad("truncated".into()),
+        },
+        Some(n) => bad(format!("{n} dimensions (only one-dimensional arrays are bound)")),
+        None => bad("truncated".into()),
+    }
+}
+
+/// A bound array of scalars as a list value (NULL: a NULL of no particular type,
+/// which the plan's cast types).
+fn list_param<T>(v: Option<Vec<Option<T>>>, scalar: impl Fn(Option<T>) -> ScalarValue, dt: DataType) -> ScalarValue {
+    match v {
+        Some(v) => ScalarValue::List(ScalarValue::new_list_nullable(&v.into_iter().map(scalar).collect::<Vec<_>>(), &dt)),
+        None => ScalarValue::Null,
     }
 }
 

@@ -405,7 +405,15 @@ impl QueryParser for LakehouseQueryParser {
             .param_types
             .iter()
             .enumerate()
-            .map(|(i, t)| if stmt.param_is_oid.get(i).copied().unwrap_or(false) { Type::OID } else { encode::param_pg_type(t.as_ref()) })
+            .map(|(i, t)| {
+                if stmt.param_is_oid.get(i).copied().unwrap_or(false) {
+                    Type::OID
+                } else if stmt.param_is_oid_array.contains(&i) {
+                    Type::OID_ARRAY
+                } else {
+                    encode::param_pg_type(t.as_ref())
+                }
+            })
             .collect())
     }
 
@@ -597,6 +605,7 @@ impl LakehouseHandler {
             let inferred = prepared.param_types.get(i).and_then(|t| t.as_ref());
             let declared = stmt.parameter_types.get(i).cloned().flatten().filter(|t| *t != Type::UNKNOWN);
             let pg = declared.unwrap_or_else(|| match inferred {
+                _ if prepared.param_is_oid_array.contains(&i) => Type::OID_ARRAY,
                 Some(dt) => encode::pg_type(dt),
                 None => Type::TEXT,
             });

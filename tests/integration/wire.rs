@@ -284,3 +284,62 @@ async fn numeric_parameters_and_results_in_binary() {
     assert_eq!(n, 1);
     server.stop().await;
 }
+
+/// What asyncpg's type introspection needs (it runs on a session's first vector or
+/// array): a recursive CTE with a column list, `$1::oid[]` described and bound as
+/// oid[], oid arrays through array_agg and CASE described as oid[]; and binary arrays
+/// bound as parameters, a hostile element count refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrays_of_oids_and_recursive_ctes_as_asyncpg_introspects() {
+    use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    let rows = c
+        .query("WITH RECURSIVE t(n, d) AS (SELECT 1, 0 UNION ALL SELECT n + 1, t.d + 1 FROM t WHERE n < 3) SELECT n, d FROM t ORDER BY n", &[])
+        .await
+        .unwrap();
+    let got: Vec<(i64, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(got, vec![(1, 0), (2, 1), (3, 2)]);
+
+    let stmt = c.prepare("SELECT oid, typname FROM pg_type WHERE oid = any($1::oid[]) ORDER BY oid").await.unwrap();
+    assert_eq!(stmt.params(), &[Type::OID_ARRAY]);
+    let rows = c.query(&stmt, &[&vec![23u32, 1007]]).await.unwrap();
+    let names: Vec<String> = rows.iter().map(|r| r.get(1)).collect();
+    assert_eq!(names, ["int4", "_int4"]);
+
+    let stmt = c
+        .prepare("SELECT CASE WHEN true THEN (SELECT array_agg(atttypid) FROM pg_attribute) ELSE NULL END AS a, CASE WHEN true THEN typelem END AS b FROM pg_type LIMIT 1")
+        .await
+        .unwrap();
+    assert_eq!(stmt.columns()[0].type_(), &Type::OID_ARRAY);
+    assert_eq!(stmt.columns()[1].type_(), &Type::OID);
+    let row = c.query_one(&stmt, &[]).await.unwrap();
+    assert!(!row.get::<_, Vec<u32>>(0).is_empty());
+
+    let v: Vec<Option<i32>> = c.query_one("SELECT $1::int4[]", &[&vec![Some(1i32), None, Some(3)]]).await.unwrap().get(0);
+    assert_eq!(v, vec![Some(1), None, Some(3)]);
+    let v: Vec<String> = c.query_one("SELECT $1::text[]", &[&vec!["a", "b\"c"]]).await.unwrap().get(0);
+    assert_eq!(v, ["a", "b\"c"]);
+
+    /// An int4[] that declares 2^31 - 1 elements and sends none.
+    #[derive(Debug)]
+    struct Huge;
+    impl ToSql for Huge {
+        fn to_sql(&self, _: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+            for w in [1i32, 0, 23, i32::MAX, 1] {
+                out.extend_from_slice(&w.to_be_bytes());
+            }
+            Ok(IsNull::No)
+        }
+        fn accepts(ty: &Type) -> bool {
+            *ty == Type::INT4_ARRAY
+        }
+        to_sql_checked!();
+    }
+    let err = c.query_one("SELECT $1::int4[]", &[&Huge]).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "22P02", "{err}");
+    let one: i32 = c.query_one("SELECT 1::int4", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    server.stop().await;
+}

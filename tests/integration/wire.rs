@@ -290,7 +290,7 @@ async fn numeric_parameters_and_results_in_binary() {
 /// oid[], oid arrays through array_agg and CASE described as oid[]; and binary arrays
 /// bound as parameters, a hostile element count refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn arrays_of_oids_and_recursive_ctes_as_asyncpg_introspects() {
+async fn oid_arrays_as_asyncpg_introspects_and_binary_array_parameters() {
     use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
     let server = TestServer::start().await;

@@ -471,6 +471,13 @@ impl<'a> Raw<'a> {
 /// the type the plan expects (`want`), reading it as the wire type `pg`. `what`
 /// names the value in errors ("parameter $1", "column x").
 pub fn decode_value(raw: Raw<'_>, pg: &Type, want: Option<&DataType>, what: &str) -> PgWireResult<ScalarValue> {
+    let scalar_array = matches!(
+        *pg,
+        Type::INT2_ARRAY | Type::INT4_ARRAY | Type::INT8_ARRAY | Type::BOOL_ARRAY | Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::OID_ARRAY
+    );
+    if raw.binary && scalar_array {
+        check_binary_array(&raw, what)?;
+    }
     let value = match *pg {
         Type::BOOL => ScalarValue::Boolean(raw.get::<bool>(pg)?),
         Type::INT2 => ScalarValue::Int16(raw.get::<i16>(pg)?),
@@ -534,11 +541,6 @@ pub fn decode_value(raw: Raw<'_>, pg: &Type, want: Option<&DataType>, what: &str
                 )),
                 None => ScalarValue::Null,
             }
-        }
-        Type::INT2_ARRAY | Type::INT4_ARRAY | Type::INT8_ARRAY | Type::BOOL_ARRAY | Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::OID_ARRAY
-            if raw.binary && check_binary_array(&raw, what).is_err() =>
-        {
-            return check_binary_array(&raw, what).map(|_| ScalarValue::Null);
         }
         Type::INT2_ARRAY if raw.binary => list_param(raw.get::<Vec<Option<i16>>>(pg)?, ScalarValue::Int16, DataType::Int16),
         Type::INT4_ARRAY if raw.binary => list_param(raw.get::<Vec<Option<i32>>>(pg)?, ScalarValue::Int32, DataType::Int32),

@@ -30,8 +30,9 @@ pub struct PgNumeric {
 }
 
 impl PgNumeric {
-    /// The digits of |value| and the scale, with a negative scale multiplied out.
-    fn digits(&self) -> (String, usize) {
+    /// The digits of |value| before and after the point (a negative scale multiplied
+    /// out, at least one digit before the point).
+    fn int_frac(&self) -> (String, String) {
         let mut digits = self.value.unsigned_abs().to_string();
         let scale = if self.scale < 0 {
             digits.extend(std::iter::repeat_n('0', self.scale.unsigned_abs() as usize));
@@ -39,15 +40,15 @@ impl PgNumeric {
         } else {
             self.scale as usize
         };
-        (digits, scale)
+        let digits = format!("{digits:0>width$}", width = scale + 1);
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        (int.to_string(), frac.to_string())
     }
 }
 
 impl std::fmt::Display for PgNumeric {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (digits, scale) = self.digits();
-        let digits = format!("{digits:0>width$}", width = scale + 1);
-        let (int, frac) = digits.split_at(digits.len() - scale);
+        let (int, frac) = self.int_frac();
         let sign = if self.value < 0 { "-" } else { "" };
         if frac.is_empty() { write!(f, "{sign}{int}") } else { write!(f, "{sign}{int}.{frac}") }
     }
@@ -72,9 +73,8 @@ fn overflow(text: &str) -> BoxError {
 
 impl ToSql for PgNumeric {
     fn to_sql(&self, _ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
-        let (digits, scale) = self.digits();
-        let digits = format!("{digits:0>width$}", width = scale + 1);
-        let (int, frac) = digits.split_at(digits.len() - scale);
+        let (int, frac) = self.int_frac();
+        let scale = frac.len();
         // Digit groups of four, aligned on the decimal point.
         let int = format!("{int:0>width$}", width = int.len().div_ceil(4) * 4);
         let frac = format!("{frac:0<width$}", width = frac.len().div_ceil(4) * 4);

@@ -383,7 +383,7 @@ impl Engine {
         use crate::table_providers::hnsw_scan::{HnswRewrite, IndexOrder, LakehouseQueryPlanner};
         use crate::udf::{distance, vector, vector_ops};
         let mut planners: Vec<Arc<dyn datafusion::logical_expr::planner::ExprPlanner>> =
-            vec![Arc::new(vector_ops::VectorOperatorPlanner::new(&distance::functions())), Arc::new(array_literals::ArrayLiterals)];
+            vec![Arc::new(vector_ops::VectorOperatorPlanner::new(&distance::functions())), Arc::new(crate::udf::json_ops::JsonOperatorPlanner), Arc::new(array_literals::ArrayLiterals)];
         planners.extend(datafusion::execution::SessionStateDefaults::default_expr_planners());
         let mut analyzer: Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> = vec![Arc::new(vector::VectorCastRewrite), Arc::new(array_literals::ArrayLiteralCasts), Arc::new(scalar_subquery::AggregateScalarSubqueries)];
         analyzer.extend(datafusion::optimizer::Analyzer::new().rules);

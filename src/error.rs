@@ -248,6 +248,7 @@ impl Error {
                     let at = m.split('\'').nth(1).and_then(|c| c.strip_prefix("column")).unwrap_or("?").to_string();
                     Error::State("23502", format!("null value in a NOT NULL column violates not-null constraint (value {at} of the VALUES row)"))
                 }
+                datafusion::arrow::error::ArrowError::CastError(m) => cast_error(m),
                 other => Error::DataException(other.to_string()),
             },
             DataFusionError::ParquetError(e) => Error::DataException(e.to_string()),
@@ -313,6 +314,31 @@ fn classify_source_message(msg: &str) -> Option<Error> {
         return Some(Error::ConnectionFailure(format!("the source database closed the connection mid-query: {}", text.last().unwrap_or(&""))));
     }
     None
+}
+
+/// Arrow's refusal to cast text (`Cannot cast string 'abc' to value of Int32 type`) as
+/// PostgreSQL's input-syntax error (22P02) with its type name; other cast errors 22000.
+fn cast_error(m: String) -> Error {
+    let parsed = ["Cannot cast string '", "Cannot cast value '"].iter().find_map(|p| {
+        let rest = m.split_once(p)?.1;
+        let (value, rest) = rest.rsplit_once("' to value of ")?;
+        Some((value.to_string(), rest.trim_end_matches(" type").to_string()))
+    });
+    let Some((value, arrow_type)) = parsed else { return Error::DataException(format!("Cast error: {m}")) };
+    let pg = match arrow_type.split('(').next().unwrap_or("") {
+        "Int16" => "smallint",
+        "Int32" => "integer",
+        "Int64" => "bigint",
+        "Float32" => "real",
+        "Float64" => "double precision",
+        "Boolean" => "boolean",
+        "Decimal128" | "Decimal256" => "numeric",
+        "Date32" | "Date64" => "date",
+        "Timestamp" => "timestamp",
+        "Time64" | "Time32" => "time",
+        _ => return Error::DataException(format!("Cast error: {m}")),
+    };
+    Error::InvalidText(format!("invalid input syntax for type {pg}: \"{value}\""))
 }
 
 fn classify_execution_message(msg: String) -> Error {
@@ -430,6 +456,11 @@ mod tests {
         }
         let f = Error::from_datafusion(DataFusionError::Plan("Invalid function 'nope'.\nDid you mean 'now'?".into()));
         assert_eq!(f.to_string(), "function nope() does not exist; did you mean now()?");
+        let cast = |m: &str| Error::from_datafusion(DataFusionError::ArrowError(Box::new(datafusion::arrow::error::ArrowError::CastError(m.into())), None));
+        let e = cast("Cannot cast string 'it's' to value of Int32 type");
+        assert_eq!((e.sqlstate(), e.to_string().as_str()), ("22P02", "invalid input syntax for type integer: \"it's\""));
+        assert_eq!(cast("Cannot cast value 'x' to value of Boolean type").sqlstate(), "22P02");
+        assert_eq!(cast("Cannot cast to Int32. Overflowing on 99999999999").sqlstate(), "22000");
         let missing = Error::from_datafusion(TableNotFoundHelper::err());
         assert_eq!(missing.to_string(), "relation \"nope\" does not exist; see SELECT name FROM lakehouse.datasets");
     }

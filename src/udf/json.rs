@@ -103,7 +103,7 @@ fn scalar_text(v: &ScalarValue) -> String {
     }
 }
 
-fn push_string(out: &mut String, s: &str) {
+pub(crate) fn push_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {

@@ -8,6 +8,7 @@ pub mod distance;
 pub mod embed;
 pub mod has_privilege;
 pub mod json;
+pub mod json_ops;
 pub mod pg_catalog_fns;
 pub mod pg_sleep;
 pub mod pg_typeof;
@@ -42,7 +43,7 @@ pub fn register_all(ctx: &SessionContext) {
     ctx.register_udf(pii::PiiKindUdf::udf());
     ctx.register_udf(pg_sleep::udf());
     ctx.register_udf(pg_typeof::udf());
-    for f in json::functions() {
+    for f in json::functions().into_iter().chain(json_ops::functions()) {
         ctx.register_udf(f);
     }
     for f in psql_compat::functions() {

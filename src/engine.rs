@@ -963,13 +963,18 @@ impl Engine {
                     };
                 }
                 Statement::Call(f) => return self.call(session, f).await,
-                Statement::StartTransaction { .. } => return Ok(QueryResult::command("BEGIN")),
+                Statement::StartTransaction { modes, .. } => {
+                    session.begin_block(&transaction_modes(modes))?;
+                    return Ok(QueryResult::command("BEGIN"));
+                }
                 Statement::Commit { .. } => {
                     cursors::end_transaction(session).await;
+                    session.end_block();
                     return Ok(QueryResult::command("COMMIT"));
                 }
                 Statement::Rollback { .. } => {
                     cursors::end_transaction(session).await;
+                    session.end_block();
                     return Ok(QueryResult::command("ROLLBACK"));
                 }
                 Statement::Declare { stmts } => {
@@ -1220,8 +1225,24 @@ impl Engine {
                     session.set(&name, &value)?;
                 }
             }
-            // SET NAMES, SET ROLE, SET SESSION CHARACTERISTICS, SET TRANSACTION …:
-            // accepted; nothing here is role- or transaction-scoped.
+            // SET SESSION CHARACTERISTICS AS TRANSACTION …: the defaults; SET
+            // TRANSACTION …: this block's (transactions are not isolated yet: #17; the
+            // settings say what was asked, as PostgreSQL's do).
+            Set::SetTransaction { modes, session: true, .. } => {
+                for (name, value) in transaction_modes(modes) {
+                    session.set(&format!("default_{name}"), value)?;
+                }
+            }
+            Set::SetTransaction { modes, .. } => {
+                if !session.in_transaction_block() {
+                    session.notice("WARNING: SET TRANSACTION can only be used in transaction blocks");
+                } else {
+                    for (name, value) in transaction_modes(modes) {
+                        session.set(name, value)?;
+                    }
+                }
+            }
+            // SET NAMES, SET ROLE: accepted; nothing here is role-scoped.
             _ => {}
         }
         Ok(QueryResult::command("SET"))
@@ -1645,6 +1666,26 @@ fn count_rows(batches: &[RecordBatch]) -> usize {
             }
         })
         .sum()
+}
+
+/// `ISOLATION LEVEL …`, `READ ONLY | READ WRITE` as the settings they set.
+fn transaction_modes(modes: &[datafusion::sql::sqlparser::ast::TransactionMode]) -> Vec<(&'static str, &'static str)> {
+    use datafusion::sql::sqlparser::ast::{TransactionAccessMode, TransactionIsolationLevel as L, TransactionMode};
+    modes
+        .iter()
+        .map(|m| match m {
+            TransactionMode::IsolationLevel(l) => (
+                "transaction_isolation",
+                match l {
+                    L::ReadUncommitted => "read uncommitted",
+                    L::ReadCommitted => "read committed",
+                    L::RepeatableRead | L::Snapshot => "repeatable read",
+                    L::Serializable => "serializable",
+                },
+            ),
+            TransactionMode::AccessMode(a) => ("transaction_read_only", if matches!(a, TransactionAccessMode::ReadOnly) { "on" } else { "off" }),
+        })
+        .collect()
 }
 
 /// The parser splits `SHOW a.b.c` and `SHOW transaction isolation level` alike into

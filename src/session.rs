@@ -24,6 +24,7 @@ pub const DEFAULTS: &[(&str, &str, &str)] = &[
     ("default_table_access_method", "heap", "access method of new tables (heap: Parquet files in a bucket)"),
     ("default_transaction_isolation", "read committed", "isolation of new transactions"),
     ("default_transaction_read_only", "off", "new transactions are read-only"),
+    ("default_transaction_deferrable", "off", "new serializable read-only transactions are deferrable"),
     ("enable_seqscan", "on", "off: ORDER BY a distance over an HNSW-indexed column reads only the rows the index holds (no NULL, for cosine no zero vectors), as PostgreSQL's index scan"),
     ("enable_indexscan", "on", "accepted; lakehouse's planner chooses scans itself"),
     ("enable_bitmapscan", "on", "accepted; lakehouse's planner chooses scans itself"),
@@ -48,6 +49,8 @@ pub const DEFAULTS: &[(&str, &str, &str)] = &[
     ("timezone", "UTC", "time zone for timestamps"),
     ("transaction_isolation", "read committed", "current transaction isolation"),
     ("transaction_read_only", "off", "current transaction is read-only"),
+    ("transaction_deferrable", "off", "current transaction is deferrable"),
+    ("password_encryption", "scram-sha-256", "algorithm for encrypting passwords"),
 ];
 
 /// A session's temporary objects (#14): tables in memory, their SERIAL sequences,
@@ -99,6 +102,30 @@ pub struct Session {
     /// The options the session started with (the engine's: default catalog and
     /// schema, our extensions), which RESET returns to — not DataFusion's defaults.
     initial: datafusion::config::ConfigOptions,
+    /// Between BEGIN and COMMIT/ROLLBACK: `transaction_*` settings are the block's
+    /// own; outside, each statement is a transaction with the `default_transaction_*`
+    /// characteristics.
+    in_block: std::sync::atomic::AtomicBool,
+}
+
+/// The transaction characteristics, each with the default new transactions take.
+const TRANSACTION_SETTINGS: &[(&str, &str)] = &[
+    ("transaction_isolation", "default_transaction_isolation"),
+    ("transaction_read_only", "default_transaction_read_only"),
+    ("transaction_deferrable", "default_transaction_deferrable"),
+];
+
+/// An isolation level as PostgreSQL spells it in SHOW.
+pub fn isolation_level(value: &str) -> Option<&'static str> {
+    let v = value.trim().to_ascii_lowercase();
+    let v: Vec<&str> = v.split(|c: char| c.is_whitespace() || c == '_' || c == '-').filter(|w| !w.is_empty()).collect();
+    Some(match v.join(" ").as_str() {
+        "serializable" => "serializable",
+        "repeatable read" => "repeatable read",
+        "read committed" => "read committed",
+        "read uncommitted" => "read uncommitted",
+        _ => return None,
+    })
 }
 
 impl std::fmt::Debug for Session {
@@ -124,6 +151,7 @@ impl Session {
         Session {
             temp: TempObjects::default(),
             cursors: Default::default(),
+            in_block: Default::default(),
             startup: Mutex::default(),
             backend,
             id,
@@ -234,11 +262,58 @@ impl Session {
         } else {
             value
         };
+        let value = if name.ends_with("transaction_isolation") {
+            isolation_level(value).ok_or_else(|| {
+                Error::InvalidParameter(format!(
+                    "invalid value for parameter \"{name}\": \"{value}\"; it takes serializable, repeatable read, read committed or read uncommitted"
+                ))
+            })?
+        } else if name.ends_with("transaction_read_only") || name.ends_with("transaction_deferrable") {
+            let on = parse_pg_bool(value).ok_or_else(|| Error::InvalidParameter(format!("parameter \"{name}\" requires a Boolean value")))?;
+            if on { "on" } else { "off" }
+        } else {
+            value
+        };
         if name == "application_name" {
             *self.backend.application_name.lock().unwrap_or_else(|p| p.into_inner()) = value.to_string();
         }
-        self.vars.lock().unwrap_or_else(|p| p.into_inner()).insert(name, value.to_string());
+        let mut vars = self.vars.lock().unwrap_or_else(|p| p.into_inner());
+        // Outside a transaction block the next statement's transaction takes the new
+        // default at once.
+        if let Some((current, _)) = TRANSACTION_SETTINGS.iter().find(|(_, default)| *default == name) {
+            if !self.in_transaction_block() {
+                vars.insert(current.to_string(), value.to_string());
+            }
+        }
+        vars.insert(name, value.to_string());
         Ok(())
+    }
+
+    pub fn in_transaction_block(&self) -> bool {
+        self.in_block.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// BEGIN: the block's characteristics are the defaults, then what BEGIN names
+    /// (`ISOLATION LEVEL …`, `READ ONLY`).
+    pub fn begin_block(&self, modes: &[(&str, &str)]) -> Result<()> {
+        self.end_block();
+        self.in_block.store(true, std::sync::atomic::Ordering::Relaxed);
+        for (name, value) in modes {
+            self.set(name, value)?;
+        }
+        Ok(())
+    }
+
+    /// COMMIT or ROLLBACK: back to the defaults.
+    pub fn end_block(&self) {
+        self.in_block.store(false, std::sync::atomic::Ordering::Relaxed);
+        let mut vars = self.vars.lock().unwrap_or_else(|p| p.into_inner());
+        for (current, default) in TRANSACTION_SETTINGS {
+            match vars.get(*default).cloned() {
+                Some(v) => vars.insert(current.to_string(), v),
+                None => vars.remove(*current),
+            };
+        }
     }
 
     /// `SHOW name`.

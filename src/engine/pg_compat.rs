@@ -79,10 +79,7 @@ impl Default for Rewriter {
 
 impl Rewriter {
     pub fn rewrite(&self, mut s: Statement) -> Statement {
-        // RecursiveCteColumns is written but not run yet: with it, asyncpg's type
-        // introspection (a recursive CTE over pg_type with correlated subqueries that
-        // engine/subplan.rs runs once per pg_type row) answers after 35-80 s instead of
-        // failing at once; it goes in with a faster SubPlan for that query.
+        let _ = s.visit(&mut RecursiveCteColumns);
         let _ = s.visit(&mut RegCasts(&self.reg_casts));
         super::array_literals::rewrite_casts(&mut s);
         for rule in &self.rules {
@@ -97,7 +94,6 @@ impl Rewriter {
 /// column list, so the recursive term's `t.b` was "No field named t.b" (asyncpg's
 /// type introspection query is one such: every asyncpg session that met a vector or an
 /// array failed on it). The column names move onto the first SELECT's items.
-#[allow(dead_code)]
 struct RecursiveCteColumns;
 
 impl VisitorMut for RecursiveCteColumns {
@@ -138,6 +134,17 @@ impl VisitorMut for RegCasts<'_> {
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         let Expr::Cast { expr: operand, data_type, .. } = expr else { return ControlFlow::Continue(()) };
         let ty = data_type.to_string().to_ascii_lowercase();
+        // `typelem::regtype::text` (asyncpg's introspection): the type's name, as
+        // regtype's output function writes it.
+        if matches!(ty.as_str(), "text" | "varchar" | "name" | "character varying") {
+            if let Expr::Cast { expr: oid, data_type: inner, .. } = operand.as_ref() {
+                let is_literal = matches!(oid.as_ref(), Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(_) | Value::Placeholder(_), .. }));
+                if !is_literal && inner.to_string().to_ascii_lowercase().trim_start_matches("pg_catalog.") == "regtype" {
+                    *expr = call("format_type", vec![oid.as_ref().clone(), Expr::Value(Value::Null.into())]);
+                    return ControlFlow::Continue(());
+                }
+            }
+        }
         let Some(template) = self.0.get(ty.trim_start_matches("pg_catalog.")) else { return ControlFlow::Continue(()) };
         let replacement = match operand.as_ref() {
             // An OID written as text ('16384'::regclass) is that OID.
@@ -150,25 +157,30 @@ impl VisitorMut for RegCasts<'_> {
                 Expr::Subquery(query)
             }
             // A column or expression: looked up when it runs (udf/pg_catalog_fns.rs).
-            _ if ty.trim_start_matches("pg_catalog.") == "regclass" => Expr::Function(Function {
-                name: ObjectName::from(vec![Ident::new(crate::udf::pg_catalog_fns::REGCLASS_FN)]),
-                uses_odbc_syntax: false,
-                parameters: FunctionArguments::None,
-                args: FunctionArguments::List(FunctionArgumentList {
-                    duplicate_treatment: None,
-                    args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(operand.as_ref().clone()))],
-                    clauses: vec![],
-                }),
-                filter: None,
-                null_treatment: None,
-                over: None,
-                within_group: vec![],
-            }),
+            _ if ty.trim_start_matches("pg_catalog.") == "regclass" => call(crate::udf::pg_catalog_fns::REGCLASS_FN, vec![operand.as_ref().clone()]),
             _ => return ControlFlow::Continue(()),
         };
         *expr = replacement;
         ControlFlow::Continue(())
     }
+}
+
+/// `name(args…)`.
+fn call(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args.into_iter().map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a))).collect(),
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
 }
 
 struct Placeholder(Expr);
@@ -210,5 +222,8 @@ mod tests {
         assert!(r.contains("proname = $1 LIMIT 1"), "{r}");
         // A cast of a column is looked up when it runs.
         assert_eq!(rewrite("SELECT relname::regclass FROM pg_class"), "SELECT lh_regclass(relname) FROM pg_catalog.pg_class");
+        // A type's name, as regtype's output writes it.
+        assert_eq!(rewrite("SELECT typelem::regtype::text FROM pg_type"), "SELECT format_type(typelem, NULL) FROM pg_catalog.pg_type");
+        assert_eq!(rewrite("SELECT 'int4'::regtype::text").contains("typname = 'int4'"), true);
     }
 }

@@ -7,6 +7,8 @@
 //! - `generate_subscripts(a, 1)` in a select list becomes
 //!   `unnest(range(1, array_length(a, 1) + 1))`, which runs beside an `unnest(a)` in
 //!   the same list the way PostgreSQL's set-returning functions do (row by row);
+//! - `generate_series(…)` in an expression becomes `unnest(generate_series(…))`: rows,
+//!   not DataFusion's one list;
 //! - `FROM generate_series(a, b) s` over columns becomes `FROM unnest(range(a, b + 1)) s`
 //!   (DataFusion's table function takes constants only), and `FROM unnest(x) s` /
 //!   `generate_series(…) s` name their one column `s`, as PostgreSQL does.
@@ -120,6 +122,13 @@ impl VisitorMut for Rewrite {
                     if let Some(e) = parse_expr(&sql) {
                         *expr = e;
                     }
+                }
+            }
+            // In a select list generate_series returns rows, as PostgreSQL's
+            // set-returning functions do; DataFusion's scalar one returns one list.
+            Some("generate_series") => {
+                if let Some(e) = parse_expr(&format!("unnest({expr})")) {
+                    *expr = e;
                 }
             }
             Some("generate_subscripts") => {

@@ -19,7 +19,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, OnceLock, Weak};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::array::{Array, ArrayRef};
 use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::common::{Column, Result, ScalarValue};
@@ -59,16 +59,7 @@ impl OptimizerRule for SubPlans {
             if !matches!(p, LogicalPlan::Projection(_) | LogicalPlan::Filter(_)) {
                 return Ok(Transformed::no(p));
             }
-            p.map_expressions(|e| {
-                e.transform_up(|e| match e {
-                    Expr::ScalarSubquery(sq) if !sq.outer_ref_columns.is_empty() => self.call(sq, Kind::Scalar),
-                    Expr::Exists(Exists { subquery, negated }) if !subquery.outer_ref_columns.is_empty() => {
-                        let call = self.call(subquery, Kind::Exists)?.data;
-                        Ok(Transformed::yes(if negated { Expr::Not(Box::new(call)) } else { call }))
-                    }
-                    e => Ok(Transformed::no(e)),
-                })
-            })
+            p.map_expressions(|e| self.replace(e, None, &|_| true))
         })
     }
 }
@@ -80,14 +71,43 @@ impl OptimizerRule for SubPlans {
 #[derive(Debug)]
 pub struct LateralSubPlans(pub SubPlans);
 
+/// Does the subquery read the outer row inside a derived table, or inside a recursive
+/// CTE (asyncpg's `WITH RECURSIVE typebases … WHERE t2.oid = t.oid`)? DataFusion
+/// decorrelates neither, and one such subquery in a SELECT list kept it from
+/// decorrelating the others there too.
 fn has_lateral(plan: &LogicalPlan) -> bool {
+    use datafusion::common::tree_node::TreeNodeRecursion;
     let mut found = false;
     let _ = plan.apply(|p| {
-        if matches!(p, LogicalPlan::Subquery(s) if !s.outer_ref_columns.is_empty()) {
+        let lateral = match p {
+            LogicalPlan::Subquery(s) => !s.outer_ref_columns.is_empty(),
+            LogicalPlan::RecursiveQuery(_) => reads_outer(p),
+            _ => false,
+        };
+        if lateral {
             found = true;
-            return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
+            return Ok(TreeNodeRecursion::Stop);
         }
-        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+/// Does any expression of `plan` or its inputs refer to an outer column?
+fn reads_outer(plan: &LogicalPlan) -> bool {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut found = false;
+    let _ = plan.apply(|p| {
+        p.apply_expressions(|e| {
+            e.apply(|e| {
+                if matches!(e, Expr::OuterReferenceColumn(..)) {
+                    found = true;
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })?;
+        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
     });
     found
 }
@@ -102,16 +122,7 @@ impl datafusion::optimizer::AnalyzerRule for LateralSubPlans {
             if !matches!(p, LogicalPlan::Projection(_) | LogicalPlan::Filter(_)) {
                 return Ok(Transformed::no(p));
             }
-            p.map_expressions(|e| {
-                e.transform_up(|e| match e {
-                    Expr::ScalarSubquery(sq) if !sq.outer_ref_columns.is_empty() && has_lateral(&sq.subquery) => self.0.call(sq, Kind::Scalar),
-                    Expr::Exists(Exists { subquery, negated }) if !subquery.outer_ref_columns.is_empty() && has_lateral(&subquery.subquery) => {
-                        let call = self.0.call(subquery, Kind::Exists)?.data;
-                        Ok(Transformed::yes(if negated { Expr::Not(Box::new(call)) } else { call }))
-                    }
-                    e => Ok(Transformed::no(e)),
-                })
-            })
+            p.map_expressions(|e| self.0.replace(e, None, &|sq| has_lateral(&sq.subquery)))
         })
         .data()
     }
@@ -124,7 +135,48 @@ enum Kind {
 }
 
 impl SubPlans {
-    fn call(&self, sq: Subquery, kind: Kind) -> Result<Transformed<Expr>> {
+    /// Replace the correlated subqueries of `e` that `wanted` picks by SubPlan calls.
+    /// One inside `CASE WHEN c THEN … END` gets `c` as its guard: it runs only for the
+    /// rows where `c` holds, as PostgreSQL evaluates only the branch taken (DataFusion
+    /// computes an async function's arguments for the whole batch before the CASE).
+    /// asyncpg's type introspection has three such subqueries for every pg_type row,
+    /// each needed only for a domain or a composite type.
+    fn replace(&self, e: Expr, guard: Option<&Expr>, wanted: &dyn Fn(&Subquery) -> bool) -> Result<Transformed<Expr>> {
+        match e {
+            Expr::Case(case) if case.expr.is_none() => {
+                let mut changed = false;
+                let mut when_then = Vec::with_capacity(case.when_then_expr.len());
+                for (when, then) in case.when_then_expr {
+                    let when = self.replace(*when, guard, wanted)?;
+                    let branch_guard = match guard {
+                        Some(g) => g.clone().and(when.data.clone()),
+                        None => when.data.clone(),
+                    };
+                    let then = self.replace(*then, Some(&branch_guard), wanted)?;
+                    changed |= when.transformed || then.transformed;
+                    when_then.push((Box::new(when.data), Box::new(then.data)));
+                }
+                let else_expr = match case.else_expr {
+                    Some(e) => {
+                        let e = self.replace(*e, guard, wanted)?;
+                        changed |= e.transformed;
+                        Some(Box::new(e.data))
+                    }
+                    None => None,
+                };
+                let case = Expr::Case(datafusion::logical_expr::expr::Case { expr: None, when_then_expr: when_then, else_expr });
+                Ok(if changed { Transformed::yes(case) } else { Transformed::no(case) })
+            }
+            Expr::ScalarSubquery(sq) if !sq.outer_ref_columns.is_empty() && wanted(&sq) => self.call(sq, Kind::Scalar, guard),
+            Expr::Exists(Exists { subquery, negated }) if !subquery.outer_ref_columns.is_empty() && wanted(&subquery) => {
+                let call = self.call(subquery, Kind::Exists, guard)?.data;
+                Ok(Transformed::yes(if negated { Expr::Not(Box::new(call)) } else { call }))
+            }
+            e => e.map_children(|c| self.replace(c, guard, wanted)),
+        }
+    }
+
+    fn call(&self, sq: Subquery, kind: Kind, guard: Option<&Expr>) -> Result<Transformed<Expr>> {
         // The outer columns, each once, as $1…$n inside the plan.
         let mut outer: Vec<(FieldRef, Column)> = vec![];
         let plan = sq
@@ -165,8 +217,10 @@ impl SubPlans {
             return_field,
             signature: Signature::variadic_any(Volatility::Volatile),
             session: self.session.clone(),
+            guarded: guard.is_some(),
+            optimized: OnceLock::new(),
         };
-        let args = outer.into_iter().map(|(_, c)| Expr::Column(c)).collect();
+        let args = guard.cloned().into_iter().chain(outer.into_iter().map(|(_, c)| Expr::Column(c))).collect();
         Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
             Arc::new(AsyncScalarUDF::new(Arc::new(udf)).into_scalar_udf()),
             args,
@@ -181,11 +235,18 @@ struct SubPlanUdf {
     return_field: FieldRef,
     signature: Signature,
     session: SessionSlot,
+    /// The first argument says whether the row needs the answer (a CASE branch's
+    /// condition); the others are the outer columns.
+    guarded: bool,
+    /// `plan` through the session's optimizer, made at the first run: each run then
+    /// only binds its parameters and plans the physical side (optimizing once per
+    /// outer row was most of a SubPlan's cost).
+    optimized: OnceLock<LogicalPlan>,
 }
 
 impl PartialEq for SubPlanUdf {
     fn eq(&self, other: &Self) -> bool {
-        self.plan == other.plan && self.kind == other.kind
+        self.plan == other.plan && self.kind == other.kind && self.guarded == other.guarded
     }
 }
 impl Eq for SubPlanUdf {}
@@ -193,6 +254,7 @@ impl Hash for SubPlanUdf {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.plan.hash(state);
         self.kind.hash(state);
+        self.guarded.hash(state);
     }
 }
 
@@ -228,10 +290,20 @@ impl AsyncScalarUDFImpl for SubPlanUdf {
             .and_then(Weak::upgrade)
             .ok_or_else(|| crate::error::Error::Internal("a correlated subquery outlived its session".into()).into_datafusion())?;
         let state = state.read().clone();
-        let columns: Vec<ArrayRef> = args.args.iter().map(|a| a.to_array(rows)).collect::<Result<_>>()?;
+        let mut columns: Vec<ArrayRef> = args.args.iter().map(|a| a.to_array(rows)).collect::<Result<_>>()?;
+        let guard = if self.guarded { Some(columns.remove(0)) } else { None };
+        let guard = guard.as_ref().map(|g| datafusion::arrow::array::AsArray::as_boolean_opt(g.as_ref())).map(|g| g.ok_or_else(|| crate::error::Error::Internal("a SubPlan guard that is not boolean".into()).into_datafusion())).transpose()?;
+        let skipped = match self.kind {
+            Kind::Exists => ScalarValue::Boolean(Some(false)),
+            Kind::Scalar => ScalarValue::try_from(self.return_field.data_type())?,
+        };
         let mut answers: HashMap<Vec<ScalarValue>, ScalarValue> = HashMap::new();
         let mut out = Vec::with_capacity(rows);
         for row in 0..rows {
+            if guard.is_some_and(|g| g.is_null(row) || !g.value(row)) {
+                out.push(skipped.clone());
+                continue;
+            }
             let key = columns.iter().map(|c| ScalarValue::try_from_array(c, row)).collect::<Result<Vec<_>>>()?;
             if let Some(v) = answers.get(&key) {
                 out.push(v.clone());
@@ -250,8 +322,16 @@ impl AsyncScalarUDFImpl for SubPlanUdf {
 
 impl SubPlanUdf {
     async fn run(&self, state: &SessionState, params: Vec<ScalarValue>) -> Result<ScalarValue> {
-        let plan = self.plan.as_ref().clone().with_param_values(params)?;
-        let physical = state.create_physical_plan(&plan).await?;
+        let optimized = match self.optimized.get() {
+            Some(p) => p.clone(),
+            None => {
+                let p = state.optimize(&self.plan)?;
+                let _ = self.optimized.set(p.clone());
+                p
+            }
+        };
+        let plan = optimized.with_param_values(params)?;
+        let physical = state.query_planner().create_physical_plan(&plan, state).await?;
         let limit = match self.kind {
             Kind::Exists => 1,
             Kind::Scalar => 2,

@@ -115,7 +115,11 @@ where
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
     for n in session.take_notices() {
-        let info = ErrorInfo::new(SEVERITY_NOTICE.to_owned(), "00000".to_owned(), n);
+        // A notice written "WARNING: …" is sent with that severity (SQLSTATE 01000).
+        let info = match n.strip_prefix("WARNING: ") {
+            Some(m) => ErrorInfo::new("WARNING".to_owned(), "01000".to_owned(), m.to_owned()),
+            None => ErrorInfo::new(SEVERITY_NOTICE.to_owned(), "00000".to_owned(), n),
+        };
         client.feed(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(info))).await?;
     }
     Ok(())

@@ -34,7 +34,9 @@ use crate::catalog::{Catalog, CatalogState, schemas};
 
 pub const PG_CATALOG_NAMESPACE: i32 = 11;
 pub const PUBLIC_NAMESPACE: i32 = 2200;
-pub const INFORMATION_SCHEMA_NAMESPACE: i32 = 13_000;
+/// The OID pg_type's built-in rows (datafusion-pg-catalog's copy of PostgreSQL's) give
+/// information_schema's domains, so that pg_type joins pg_namespace for them too.
+pub const INFORMATION_SCHEMA_NAMESPACE: i32 = 13_283;
 /// pg_class's own OID (pg_description.classoid of a relation's comment).
 pub const PG_CLASS_OID: i32 = 1259;
 pub const PG_CONSTRAINT_OID: i32 = 2606;

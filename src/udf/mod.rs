@@ -14,6 +14,7 @@ pub mod pg_sleep;
 pub mod pg_typeof;
 pub mod pii;
 pub mod psql_compat;
+pub mod quote_literal;
 pub mod sequence;
 pub mod vector;
 pub mod vector_aggregates;
@@ -44,6 +45,9 @@ pub fn register_all(ctx: &SessionContext) {
     ctx.register_udf(pg_sleep::udf());
     ctx.register_udf(pg_typeof::udf());
     for f in json::functions().into_iter().chain(json_ops::functions()) {
+        ctx.register_udf(f);
+    }
+    for f in quote_literal::functions() {
         ctx.register_udf(f);
     }
     for f in psql_compat::functions() {

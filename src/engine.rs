@@ -1147,12 +1147,22 @@ impl Engine {
                     LogicalPlan::Ddl(d) => Some(d.name().to_string()),
                     _ => None,
                 };
+                // The result's fields with the metadata the analyzer restores (json
+                // casts, oid columns through CASE), as Describe gives them.
+                let described = tag.is_none().then(|| {
+                    use datafusion::optimizer::AnalyzerRule;
+                    let options = session.ctx.state().config_options().clone();
+                    field_metadata::KeepFieldMetadata.analyze(plan.clone(), &options).ok().map(|p| Arc::new(p.schema().as_arrow().clone()))
+                });
                 let df = session.ctx.execute_logical_plan(plan).await?;
                 if let Some(tag) = tag {
                     df.collect().await?;
                     return Ok(QueryResult::Command { tag: ddl_tag(&tag), rows: None });
                 }
-                let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+                let schema: SchemaRef = match described.flatten() {
+                    Some(s) if s.fields().len() == df.schema().fields().len() => s,
+                    _ => Arc::new(df.schema().as_arrow().clone()),
+                };
                 let stream = df.execute_stream().await?;
                 let stream = self.executor.run_stream(schema.clone(), stream);
                 Ok(QueryResult::Rows { schema, stream })

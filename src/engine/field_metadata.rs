@@ -22,8 +22,10 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::AnalyzerRule;
 
-/// The metadata keys this rule carries (pg_types.rs reads them).
-const KEYS: &[&str] = &["pg.oid_alias"];
+/// The metadata keys this rule carries (pg_types.rs reads them): oid columns, and
+/// json/jsonb (udf/json.rs), which a cast of text to json marks; DataFusion drops
+/// such a cast (text to text) and its mark with it when it simplifies.
+const KEYS: &[&str] = &["pg.oid_alias", crate::udf::vector::VECTOR_MARK];
 
 /// Its argument, unchanged, with `metadata` on its result field.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -94,6 +96,15 @@ fn case_metadata(e: &Expr, schema: &DFSchema) -> Option<Vec<(String, String)>> {
     found
 }
 
+/// A cast whose target field carries metadata (`'{}'::json`).
+fn cast_metadata(e: &Expr) -> Option<Vec<(String, String)>> {
+    let Expr::Cast(c) = e else { return None };
+    let mut m: Vec<(String, String)> =
+        c.field.metadata().iter().filter(|(k, _)| KEYS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+    m.sort();
+    (!m.is_empty()).then_some(m)
+}
+
 /// An aggregate output that is `array_agg` over a column with carried metadata.
 fn array_agg_metadata(plan: &LogicalPlan, column: &datafusion::common::Column) -> Option<Vec<(String, String)>> {
     let LogicalPlan::Aggregate(agg) = plan else { return None };
@@ -131,7 +142,7 @@ impl AnalyzerRule for KeepFieldMetadata {
                         Expr::Alias(a) => (a.expr.as_ref().clone(), Some(a.name.clone())),
                         other => (other.clone(), None),
                     };
-                    let keep = case_metadata(&inner, &schema).or_else(|| match &inner {
+                    let keep = case_metadata(&inner, &schema).or_else(|| cast_metadata(&inner)).or_else(|| match &inner {
                         Expr::Column(c) => array_agg_metadata(&proj.input, c),
                         _ => None,
                     });

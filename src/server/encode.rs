@@ -129,15 +129,24 @@ pub fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWire
                 let s = s.as_string::<i32>();
                 if s.is_null(row) {
                     encoder.encode_field(&None::<&str>)?;
-                } else if fields[i].format() == FieldFormat::Binary {
-                    let mut bytes = Vec::with_capacity(s.value(row).len() + 1);
-                    if fields[i].datatype() == &Type::JSONB {
+                    continue;
+                }
+                // jsonb in its output form (keys sorted, one space after : and ,), as
+                // PostgreSQL stores it; json exactly as written.
+                let jsonb = fields[i].datatype() == &Type::JSONB;
+                let text: std::borrow::Cow<'_, str> = match crate::udf::json_ops::parse(s.value(row)) {
+                    Ok(v) if jsonb => crate::udf::json_ops::jsonb_text(v).into(),
+                    _ => s.value(row).into(),
+                };
+                if fields[i].format() == FieldFormat::Binary {
+                    let mut bytes = Vec::with_capacity(text.len() + 1);
+                    if jsonb {
                         bytes.push(1u8);
                     }
-                    bytes.extend_from_slice(s.value(row).as_bytes());
+                    bytes.extend_from_slice(text.as_bytes());
                     encoder.encode_field_with_type_and_format(&bytes, &Type::BYTEA, FieldFormat::Binary, &Default::default())?;
                 } else {
-                    encoder.encode_field_with_type_and_format(&s.value(row), &Type::TEXT, FieldFormat::Text, &Default::default())?;
+                    encoder.encode_field_with_type_and_format(&text.as_ref(), &Type::TEXT, FieldFormat::Text, &Default::default())?;
                 }
                 continue;
             }

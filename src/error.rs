@@ -226,8 +226,17 @@ impl Error {
             DataFusionError::SchemaError(e, _) => {
                 use datafusion::common::SchemaError;
                 match *e {
-                    SchemaError::FieldNotFound { .. } => {
-                        Error::ColumnNotFound(strip_df_prefix(&e.to_string()))
+                    // PostgreSQL's words (`column "a" does not exist`, clients match
+                    // them), with the columns that do exist.
+                    SchemaError::FieldNotFound { ref field, ref valid_fields } => {
+                        let name = match &field.relation {
+                            Some(r) => format!("{}.{}", r.table(), field.name),
+                            None => field.name.clone(),
+                        };
+                        let mut known: Vec<String> = valid_fields.iter().map(|c| c.name.clone()).collect();
+                        known.dedup();
+                        let hint = if known.is_empty() || known.len() > 20 { String::new() } else { format!("; the columns here are {}", known.join(", ")) };
+                        Error::ColumnNotFound(format!("\"{name}\" does not exist{hint}"))
                     }
                     other => Error::Plan(other.to_string()),
                 }
@@ -269,10 +278,6 @@ impl Error {
             other => other,
         }
     }
-}
-
-fn strip_df_prefix(s: &str) -> String {
-    s.trim_start_matches("Schema error: ").to_string()
 }
 
 /// DataFusion reports several distinct user mistakes as `Plan` errors; recognise the

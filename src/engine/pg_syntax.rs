@@ -7,6 +7,7 @@
 //! - `generate_subscripts(a, 1)` in a select list becomes
 //!   `unnest(range(1, array_length(a, 1) + 1))`, which runs beside an `unnest(a)` in
 //!   the same list the way PostgreSQL's set-returning functions do (row by row);
+//! - `user` is `current_user`;
 //! - `generate_series(…)` in an expression becomes `unnest(generate_series(…))`: rows,
 //!   not DataFusion's one list;
 //! - `FROM generate_series(a, b) s` over columns becomes `FROM unnest(range(a, b + 1)) s`
@@ -111,6 +112,20 @@ impl VisitorMut for Rewrite {
     }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        // `user` (a keyword, not a column: a column of that name is written quoted)
+        // is current_user.
+        let is_user = match &*expr {
+            Expr::Identifier(i) => i.quote_style.is_none() && i.value.eq_ignore_ascii_case("user"),
+            Expr::Function(f) => matches!(f.args, FunctionArguments::None) && f.name.to_string().eq_ignore_ascii_case("user"),
+            _ => false,
+        };
+        if is_user {
+            // (current_user itself is session_user by then: pg_compat.rs runs first.)
+            if let Some(e) = parse_expr("session_user") {
+                *expr = e;
+            }
+            return ControlFlow::Continue(());
+        }
         match function_name(expr).as_deref() {
             Some("array") => {
                 let Expr::Function(f) = expr else { return ControlFlow::Continue(()) };

@@ -64,6 +64,18 @@ pub fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWire
                 .flatten()
         })
         .collect();
+    // Times and timestamps sent as text, alone or in arrays, as PostgreSQL writes them.
+    let text_datetimes: Vec<bool> = columns
+        .iter()
+        .zip(fields.iter())
+        .map(|(c, f)| {
+            f.format() == FieldFormat::Text
+                && match c.data_type() {
+                    DataType::List(e) | DataType::LargeList(e) => is_datetime(e.data_type()),
+                    t => is_datetime(t),
+                }
+        })
+        .collect();
     // Floats sent as text are spelled as PostgreSQL spells them ("2", "NaN", "1e+20").
     let text_floats: Vec<Option<ArrayRef>> = columns
         .iter()
@@ -211,6 +223,9 @@ pub fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWire
                 text.push(if vector { ']' } else { '}' });
                 // As TEXT: the array type would quote the whole literal as one element.
                 encoder.encode_field_with_type_and_format(&text, &Type::TEXT, FieldFormat::Text, &Default::default())?;
+            } else if text_datetimes[i] {
+                // As TEXT: an array type would quote the whole literal as one element.
+                encoder.encode_field_with_type_and_format(&datetime_text(col, row)?, &Type::TEXT, FieldFormat::Text, &Default::default())?;
             } else if let Some(f) = &text_floats[i] {
                 let f = f.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
                 let single = col.data_type() != &DataType::Float64;
@@ -252,6 +267,59 @@ pub fn pg_float_text(v: f64, single: bool) -> String {
         return e;
     }
     digits
+}
+
+fn is_datetime(dt: &DataType) -> bool {
+    matches!(dt, DataType::Timestamp(..) | DataType::Time32(_) | DataType::Time64(_))
+}
+
+/// A time or timestamp as PostgreSQL writes it: `01:02:03`, `2020-01-02 03:04:05.5`,
+/// with `+00` for timestamptz (sent in UTC); the fraction without trailing zeros.
+fn pg_datetime_text(v: &ArrayRef, i: usize) -> Option<String> {
+    if v.is_null(i) {
+        return None;
+    }
+    let frac = |nanos: u32| {
+        let micros = nanos / 1000;
+        if micros == 0 { String::new() } else { format!(".{micros:06}").trim_end_matches('0').to_string() }
+    };
+    match v.data_type() {
+        DataType::Timestamp(_, tz) => {
+            let c = cast(v, &DataType::Timestamp(TimeUnit::Microsecond, tz.clone())).ok()?;
+            let t = chrono::DateTime::from_timestamp_micros(c.as_primitive::<TimestampMicrosecondType>().value(i))?.naive_utc();
+            use chrono::{Datelike, Timelike};
+            let date = if t.year() <= 0 { format!("{:04}-{}", 1 - t.year(), t.format("%m-%d")) } else { t.format("%Y-%m-%d").to_string() };
+            let bc = if t.year() <= 0 { " BC" } else { "" };
+            Some(format!("{date} {}{}{}{bc}", t.format("%H:%M:%S"), frac(t.nanosecond()), if tz.is_some() { "+00" } else { "" }))
+        }
+        DataType::Time32(_) | DataType::Time64(_) => {
+            let c = cast(v, &DataType::Time64(TimeUnit::Microsecond)).ok()?;
+            let t = c.as_primitive::<Time64MicrosecondType>().value_as_time(i)?;
+            use chrono::Timelike;
+            Some(format!("{}{}", t.format("%H:%M:%S"), frac(t.nanosecond())))
+        }
+        _ => None,
+    }
+}
+
+/// The text of a time/timestamp value or of an array of them (elements with a
+/// blank quoted, as PostgreSQL's array output does).
+fn datetime_text(col: &ArrayRef, row: usize) -> PgWireResult<Option<String>> {
+    if col.is_null(row) {
+        return Ok(None);
+    }
+    if !matches!(col.data_type(), DataType::List(_) | DataType::LargeList(_)) {
+        return Ok(pg_datetime_text(col, row));
+    }
+    let values = list_value(col, row);
+    let items: Vec<String> = (0..values.len())
+        .map(|j| match pg_datetime_text(&values, j) {
+            None => "NULL".to_string(),
+            Some(t) if t.contains(' ') => format!("\"{t}\""),
+            Some(t) => t,
+        })
+        .collect();
+    Ok(Some(format!("{{{}}}", items.join(","))))
 }
 
 fn is_string(dt: &DataType) -> bool {
@@ -414,6 +482,35 @@ fn encode_list(enc: &mut DataRowEncoder, values: &ArrayRef) -> PgWireResult<()> 
             let c = cast(values, &DataType::Int64).map_err(|e| to_pg_error(&e.into()))?;
             let p = c.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
             enc.encode_field(&collect(v, |i| p.value(i)))
+        }
+        DataType::Date32 | DataType::Date64 => {
+            let c = cast(values, &DataType::Date32).map_err(|e| to_pg_error(&e.into()))?;
+            let a = c.as_any().downcast_ref::<Date32Array>().expect("cast to Date32");
+            let out: Vec<Option<chrono::NaiveDate>> = (0..a.len()).map(|i| if a.is_null(i) { None } else { a.value_as_date(i) }).collect();
+            enc.encode_field(&out)
+        }
+        DataType::Timestamp(_, tz) => {
+            let c = cast(values, &DataType::Timestamp(TimeUnit::Microsecond, tz.clone())).map_err(|e| to_pg_error(&e.into()))?;
+            let a = c.as_primitive::<TimestampMicrosecondType>();
+            let utc: Vec<Option<chrono::DateTime<chrono::Utc>>> =
+                (0..a.len()).map(|i| if a.is_null(i) { None } else { chrono::DateTime::from_timestamp_micros(a.value(i)) }).collect();
+            if tz.is_some() {
+                enc.encode_field(&utc)
+            } else {
+                enc.encode_field(&utc.into_iter().map(|t| t.map(|t| t.naive_utc())).collect::<Vec<_>>())
+            }
+        }
+        DataType::Time32(_) | DataType::Time64(_) => {
+            let c = cast(values, &DataType::Time64(TimeUnit::Microsecond)).map_err(|e| to_pg_error(&e.into()))?;
+            let a = c.as_primitive::<Time64MicrosecondType>();
+            let out: Vec<Option<chrono::NaiveTime>> = (0..a.len()).map(|i| if a.is_null(i) { None } else { a.value_as_time(i) }).collect();
+            enc.encode_field(&out)
+        }
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
+            let c = cast(values, &DataType::Binary).map_err(|e| to_pg_error(&e.into()))?;
+            let a = c.as_binary::<i32>();
+            let out: Vec<Option<&[u8]>> = (0..a.len()).map(|i| (!a.is_null(i)).then(|| a.value(i))).collect();
+            enc.encode_field(&out)
         }
         _ => {
             // pg_type() sent TEXT for these; encode_batch formats them, so this is

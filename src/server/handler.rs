@@ -399,6 +399,11 @@ impl QueryParser for LakehouseQueryParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        // An empty statement (asyncpg's `prepare('')`): Execute answers
+        // EmptyQueryResponse, as PostgreSQL does.
+        if sql.trim_matches(|c: char| c.is_whitespace() || c == ';').is_empty() {
+            return Ok(None);
+        }
         let session = session_for(&self.engine, client);
         let deadline = deadline(&session);
         until(deadline, self.engine.prepare_on_query_runtime(&session, sql)).await.map(Some).map_err(|e| to_pg_error(&e))

@@ -35,25 +35,29 @@ impl ScalarUDFImpl for PgTypeof {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let t = crate::pg_types::field_pg_type(&args.arg_fields[0]);
-        let name = match t.name() {
-            "int2" => "smallint",
-            "int4" => "integer",
-            "int8" => "bigint",
-            "float4" => "real",
-            "float8" => "double precision",
-            "bool" => "boolean",
-            "timestamp" => "timestamp without time zone",
-            "timestamptz" => "timestamp with time zone",
-            "time" => "time without time zone",
-            "_int4" => "integer[]",
-            "_int8" => "bigint[]",
-            "_int2" => "smallint[]",
-            "_text" => "text[]",
-            "_float4" => "real[]",
-            "_float8" => "double precision[]",
-            "_bool" => "boolean[]",
-            other => other,
+        // format_type's spelling: the SQL name, arrays as `element[]`.
+        let spelled = |name: &str| -> String {
+            match name {
+                "int2" => "smallint",
+                "int4" => "integer",
+                "int8" => "bigint",
+                "float4" => "real",
+                "float8" => "double precision",
+                "bool" => "boolean",
+                "timestamp" => "timestamp without time zone",
+                "timestamptz" => "timestamp with time zone",
+                "time" => "time without time zone",
+                "timetz" => "time with time zone",
+                "varchar" => "character varying",
+                "bpchar" => "character",
+                other => other,
+            }
+            .to_string()
         };
-        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(name.to_string()))))
+        let name = match t.name().strip_prefix('_') {
+            Some(element) => format!("{}[]", spelled(element)),
+            None => spelled(t.name()),
+        };
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(name))))
     }
 }

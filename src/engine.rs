@@ -278,6 +278,10 @@ impl Engine {
         // its sanity check then refused a DISTINCT over `typelem::regtype::text`
         // (asyncpg's type introspection) as an internal error.
         session_config.options_mut().execution.skip_physical_aggregate_schema_check = true;
+        // `timestamptz` (TIMESTAMP WITH TIME ZONE, now()) is a UTC instant, as in
+        // PostgreSQL: with no zone here DataFusion made it a timestamp without one,
+        // and clients got naive datetimes for timestamptz columns.
+        session_config.options_mut().execution.time_zone = Some("+00:00".into());
         let indexes = Arc::new(IndexRegistry::default());
         let models = {
             let mut m = crate::embedding::Models::new(catalog.clone(), config.models.clone())?;

@@ -17,7 +17,7 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, OrderByKind, Query, SelectItem, SetExpr, Statement,
+    DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, OrderByKind, Query, SelectItem, SetExpr, Statement,
     TableAliasColumnDef, TableFactor, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -112,6 +112,11 @@ impl VisitorMut for Rewrite {
     }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Expr::Cast { data_type, .. } = expr {
+            if let Some(t) = unqualified_type(data_type) {
+                *data_type = t;
+            }
+        }
         // `user` (a keyword, not a column: a column of that name is written quoted)
         // is current_user.
         let is_user = match &*expr {
@@ -167,6 +172,24 @@ impl VisitorMut for Rewrite {
         }
         ControlFlow::Continue(())
     }
+}
+
+/// `"pg_catalog"."timestamp"`, `pg_catalog._int4` (asyncpg's mogrify casts to the
+/// qualified type names it read from pg_type) as the types they name: `timestamp`,
+/// `int4[]`.
+fn unqualified_type(t: &DataType) -> Option<DataType> {
+    let DataType::Custom(name, modifiers) = t else { return None };
+    let parts: Vec<String> = name.0.iter().filter_map(|p| p.as_ident()).map(|i| i.value.to_ascii_lowercase()).collect();
+    let [schema, ty] = parts.as_slice() else { return None };
+    if schema != "pg_catalog" || !ty.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return None;
+    }
+    let (base, array) = match ty.strip_prefix('_') {
+        Some(b) => (b, "[]"),
+        None => (ty.as_str(), ""),
+    };
+    let modifiers = if modifiers.is_empty() { String::new() } else { format!("({})", modifiers.join(", ")) };
+    Parser::new(&PostgreSqlDialect {}).try_with_sql(&format!("{base}{modifiers}{array}")).ok()?.parse_data_type().ok()
 }
 
 /// `ARRAY(SELECT e FROM … WHERE … ORDER BY o)` as `(SELECT coalesce(array_agg(e ORDER BY o),

@@ -392,6 +392,7 @@ impl Engine {
         let mut analyzer: Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> = vec![Arc::new(vector::VectorCastRewrite), Arc::new(array_literals::ArrayLiteralCasts), Arc::new(scalar_subquery::AggregateScalarSubqueries)];
         analyzer.extend(datafusion::optimizer::Analyzer::new().rules);
         analyzer.push(Arc::new(IndexOrder::new(indexes.clone())));
+        analyzer.push(Arc::new(crate::udf::pg_text::PgTextCasts));
         analyzer.push(Arc::new(field_metadata::KeepFieldMetadata));
         SessionStateBuilder::new()
             .with_config(config)
@@ -788,12 +789,7 @@ impl Engine {
                     LogicalPlan::Copy(_) => None,
                     // Described with the field metadata the analyzer restores (oid
                     // arrays, CASE over oids), as the rows will be sent.
-                    p => {
-                        use datafusion::optimizer::AnalyzerRule;
-                        let options = session.ctx.state().config_options().clone();
-                        let described = field_metadata::KeepFieldMetadata.analyze(p.clone(), &options).unwrap_or_else(|_| p.clone());
-                        Some(Arc::new(described.schema().as_arrow().clone()))
-                    }
+                    p => Some(result_schema(session, p)),
                 };
                 (Some(plan), schema)
             }
@@ -1151,19 +1147,15 @@ impl Engine {
                     LogicalPlan::Ddl(d) => Some(d.name().to_string()),
                     _ => None,
                 };
-                // The result's fields with the metadata the analyzer restores (json
-                // casts, oid columns through CASE), as Describe gives them.
-                let described = tag.is_none().then(|| {
-                    use datafusion::optimizer::AnalyzerRule;
-                    let options = session.ctx.state().config_options().clone();
-                    field_metadata::KeepFieldMetadata.analyze(plan.clone(), &options).ok().map(|p| Arc::new(p.schema().as_arrow().clone()))
-                });
+                // The result's fields as Describe gives them (after type coercion,
+                // with the metadata the analyzer restores).
+                let described = tag.is_none().then(|| result_schema(session, &plan));
                 let df = session.ctx.execute_logical_plan(plan).await?;
                 if let Some(tag) = tag {
                     df.collect().await?;
                     return Ok(QueryResult::Command { tag: ddl_tag(&tag), rows: None });
                 }
-                let schema: SchemaRef = match described.flatten() {
+                let schema: SchemaRef = match described {
                     Some(s) if s.fields().len() == df.schema().fields().len() => s,
                     _ => Arc::new(df.schema().as_arrow().clone()),
                 };
@@ -1680,6 +1672,34 @@ fn count_rows(batches: &[RecordBatch]) -> usize {
             }
         })
         .sum()
+}
+
+/// The fields a plan's rows will have: its schema after the session's analyzer (type
+/// coercion: `CASE WHEN … THEN 0 ELSE $1::numeric END` is numeric, not the bigint of
+/// its first branch; field metadata restored, engine/field_metadata.rs), or, where
+/// analysis fails (a parameter of no known type yet), the plan's own with the
+/// metadata restored.
+fn result_schema(session: &Session, plan: &LogicalPlan) -> SchemaRef {
+    use datafusion::optimizer::AnalyzerRule;
+    let state = session.ctx.state();
+    let options = state.config_options().clone();
+    // The metadata pass over the plan as planned finds the catalog's marks (a
+    // subquery's oid column) that the full analysis loses on the way (it turns
+    // such subqueries into SubPlans first); the full analysis has the types.
+    let marked = field_metadata::KeepFieldMetadata.analyze(plan.clone(), &options).unwrap_or_else(|_| plan.clone());
+    let marked = marked.schema().as_arrow().clone();
+    let Ok(analyzed) = state.analyzer().execute_and_check(plan.clone(), &options, |_, _| {}) else { return Arc::new(marked) };
+    let analyzed = analyzed.schema().as_arrow().clone();
+    if analyzed.fields().len() != marked.fields().len() {
+        return Arc::new(analyzed);
+    }
+    let fields: Vec<datafusion::arrow::datatypes::FieldRef> = analyzed
+        .fields()
+        .iter()
+        .zip(marked.fields().iter())
+        .map(|(a, m)| if a.data_type() == m.data_type() && a.metadata().len() <= m.metadata().len() { m.clone() } else { a.clone() })
+        .collect();
+    Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(fields, analyzed.metadata().clone()))
 }
 
 /// `ISOLATION LEVEL …`, `READ ONLY | READ WRITE` as the settings they set.

@@ -147,6 +147,7 @@ impl VisitorMut for Rewrite {
             // In a select list generate_series returns rows, as PostgreSQL's
             // set-returning functions do; DataFusion's scalar one returns one list.
             Some("generate_series") => {
+                integer_parameters(expr);
                 if let Some(e) = parse_expr(&format!("unnest({expr})")) {
                     *expr = e;
                 }
@@ -171,6 +172,41 @@ impl VisitorMut for Rewrite {
             _ => {}
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// `generate_series(0, $1)`: a parameter beside integers is a bigint, as PostgreSQL
+/// infers it (DataFusion left it untyped, and drivers sent it as text).
+fn integer_parameters(call: &mut Expr) {
+    let Expr::Function(f) = call else { return };
+    let FunctionArguments::List(list) = &mut f.args else { return };
+    let is_placeholder = |e: &Expr| matches!(e, Expr::Value(v) if matches!(v.value, Value::Placeholder(_)));
+    let integer = |e: &Expr| match e {
+        Expr::Value(v) => matches!(&v.value, Value::Number(n, _) if !n.contains(['.', 'e', 'E'])),
+        Expr::UnaryOp { expr, .. } => matches!(expr.as_ref(), Expr::Value(v) if matches!(&v.value, Value::Number(n, _) if !n.contains(['.', 'e', 'E']))),
+        _ => false,
+    };
+    let args: Vec<&mut Expr> = list
+        .args
+        .iter_mut()
+        .filter_map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+            _ => None,
+        })
+        .collect();
+    if !args.iter().all(|e| is_placeholder(e) || integer(e)) {
+        return;
+    }
+    for e in args {
+        if is_placeholder(e) {
+            *e = Expr::Cast {
+                kind: datafusion::sql::sqlparser::ast::CastKind::DoubleColon,
+                expr: Box::new(e.clone()),
+                data_type: DataType::BigInt(None),
+                array: false,
+                format: None,
+            };
+        }
     }
 }
 

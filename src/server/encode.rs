@@ -245,61 +245,10 @@ pub fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWire
     Ok(rows)
 }
 
-/// PostgreSQL's text output for float4/float8: shortest round-trip digits, exponent
-/// form outside [1e-4, 1e16) (float4: 1e7), `NaN`, `Infinity`, `-Infinity`.
-pub fn pg_float_text(v: f64, single: bool) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 { "Infinity".into() } else { "-Infinity".into() };
-    }
-    let digits = if single { format!("{}", v as f32) } else { format!("{v}") };
-    let upper = if single { 1e7 } else { 1e16 };
-    let a = v.abs();
-    if a != 0.0 && (a >= upper || a < 1e-4) {
-        let e = if single { format!("{:e}", v as f32) } else { format!("{v:e}") };
-        // Rust writes 1.5e-5 / 1e20; PostgreSQL writes 1.5e-05 / 1e+20.
-        if let Some((mantissa, exp)) = e.split_once('e') {
-            let (sign, num) = exp.strip_prefix('-').map(|n| ('-', n)).unwrap_or(('+', exp));
-            return format!("{mantissa}e{sign}{num:0>2}");
-        }
-        return e;
-    }
-    digits
-}
+pub use crate::udf::pg_text::float_text as pg_float_text;
 
 fn is_datetime(dt: &DataType) -> bool {
     matches!(dt, DataType::Timestamp(..) | DataType::Time32(_) | DataType::Time64(_))
-}
-
-/// A time or timestamp as PostgreSQL writes it: `01:02:03`, `2020-01-02 03:04:05.5`,
-/// with `+00` for timestamptz (sent in UTC); the fraction without trailing zeros.
-fn pg_datetime_text(v: &ArrayRef, i: usize) -> Option<String> {
-    if v.is_null(i) {
-        return None;
-    }
-    let frac = |nanos: u32| {
-        let micros = nanos / 1000;
-        if micros == 0 { String::new() } else { format!(".{micros:06}").trim_end_matches('0').to_string() }
-    };
-    match v.data_type() {
-        DataType::Timestamp(_, tz) => {
-            let c = cast(v, &DataType::Timestamp(TimeUnit::Microsecond, tz.clone())).ok()?;
-            let t = chrono::DateTime::from_timestamp_micros(c.as_primitive::<TimestampMicrosecondType>().value(i))?.naive_utc();
-            use chrono::{Datelike, Timelike};
-            let date = if t.year() <= 0 { format!("{:04}-{}", 1 - t.year(), t.format("%m-%d")) } else { t.format("%Y-%m-%d").to_string() };
-            let bc = if t.year() <= 0 { " BC" } else { "" };
-            Some(format!("{date} {}{}{}{bc}", t.format("%H:%M:%S"), frac(t.nanosecond()), if tz.is_some() { "+00" } else { "" }))
-        }
-        DataType::Time32(_) | DataType::Time64(_) => {
-            let c = cast(v, &DataType::Time64(TimeUnit::Microsecond)).ok()?;
-            let t = c.as_primitive::<Time64MicrosecondType>().value_as_time(i)?;
-            use chrono::Timelike;
-            Some(format!("{}{}", t.format("%H:%M:%S"), frac(t.nanosecond())))
-        }
-        _ => None,
-    }
 }
 
 /// The text of a time/timestamp value or of an array of them (elements with a
@@ -309,11 +258,11 @@ fn datetime_text(col: &ArrayRef, row: usize) -> PgWireResult<Option<String>> {
         return Ok(None);
     }
     if !matches!(col.data_type(), DataType::List(_) | DataType::LargeList(_)) {
-        return Ok(pg_datetime_text(col, row));
+        return Ok(crate::udf::pg_text::datetime_text(col.as_ref(), row));
     }
     let values = list_value(col, row);
     let items: Vec<String> = (0..values.len())
-        .map(|j| match pg_datetime_text(&values, j) {
+        .map(|j| match crate::udf::pg_text::datetime_text(values.as_ref(), j) {
             None => "NULL".to_string(),
             Some(t) if t.contains(' ') => format!("\"{t}\""),
             Some(t) => t,

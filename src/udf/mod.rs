@@ -11,6 +11,7 @@ pub mod json;
 pub mod json_ops;
 pub mod pg_catalog_fns;
 pub mod pg_sleep;
+pub mod pg_text;
 pub mod pg_typeof;
 pub mod pii;
 pub mod psql_compat;

@@ -2,11 +2,11 @@
 //! single quotes, quotes doubled; with a backslash in it, backslashes doubled and the
 //! literal written `E'…'`. For NULL, quote_literal answers NULL and quote_nullable the
 //! word `NULL` (asyncpg's `copy_from_query` and `mogrify` build statements with them).
+//! A value of another type is quoted in its PostgreSQL text (udf/pg_text.rs).
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, StringBuilder};
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
@@ -58,7 +58,7 @@ impl ScalarUDFImpl for Quote {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let input = args.args[0].to_array(args.number_rows)?;
-        let text = cast(&input, &DataType::Utf8)?;
+        let text = super::pg_text::texts(input.as_ref())?;
         let text = text.as_string::<i32>();
         let mut out = StringBuilder::with_capacity(text.len(), text.value_data().len() + 3 * text.len());
         for i in 0..text.len() {

@@ -18,7 +18,8 @@ pub async fn run(engine: &Engine, sql: &str, out: &mut dyn Write, err: &mut dyn 
     let session = engine.new_superuser_session("lakehouse", "lakehouse");
     let (results, error) = engine.execute(&session, sql).await;
     for notice in session.take_notices() {
-        let _ = writeln!(err, "NOTICE:  {notice}");
+        let (severity, _, message) = crate::session::notice_parts(&notice);
+        let _ = writeln!(err, "{severity}:  {message}");
     }
     for r in results {
         match r {

@@ -18,6 +18,7 @@ mod current_setting;
 pub mod cursors;
 mod copy;
 mod custom;
+mod do_block;
 mod pg_catalog_names;
 mod pg_compat;
 mod pg_syntax;
@@ -955,6 +956,7 @@ impl Engine {
                         Some((custom::Kind::CommentOnConstraint, sql)) => self.comment_on_constraint(session, &sql).await,
                         Some((custom::Kind::Refresh, sql)) => self.refresh_materialized_view(session, &sql).await,
                         Some((custom::Kind::Copy, sql)) => self.copy(session, &sql).await,
+                        Some((custom::Kind::Do, sql)) => do_block::run(session, &sql).map(|_| QueryResult::command("DO")),
                         Some((custom::Kind::Fetch, sql)) => {
                             let (is_move, name, direction) = cursors::parse_fetch(&sql)?;
                             self.fetch(session, &name, &direction, is_move).await

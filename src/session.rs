@@ -108,6 +108,23 @@ pub struct Session {
     in_block: std::sync::atomic::AtomicBool,
 }
 
+const NOTICE_MARK: char = '\u{1}';
+
+/// A notice's severity, SQLSTATE and message: NOTICE 00000 unless it was made by
+/// [`Session::notice_with`] or starts `WARNING: `.
+pub fn notice_parts(n: &str) -> (&str, &str, &str) {
+    if let Some(rest) = n.strip_prefix(NOTICE_MARK) {
+        let mut parts = rest.splitn(3, NOTICE_MARK);
+        if let (Some(severity), Some(code), Some(msg)) = (parts.next(), parts.next(), parts.next()) {
+            return (severity, code, msg);
+        }
+    }
+    match n.strip_prefix("WARNING: ") {
+        Some(m) => ("WARNING", "01000", m),
+        None => ("NOTICE", "00000", n),
+    }
+}
+
 /// The transaction characteristics, each with the default new transactions take.
 const TRANSACTION_SETTINGS: &[(&str, &str)] = &[
     ("transaction_isolation", "default_transaction_isolation"),
@@ -202,6 +219,12 @@ impl Session {
 
     pub fn notice(&self, msg: impl Into<String>) {
         self.notices.lock().unwrap_or_else(|p| p.into_inner()).push(msg.into());
+    }
+
+    /// A notice of another severity (WARNING, INFO) or SQLSTATE than NOTICE 00000;
+    /// [`notice_parts`] reads it back.
+    pub fn notice_with(&self, severity: &str, code: &str, msg: &str) {
+        self.notice(format!("{NOTICE_MARK}{severity}{NOTICE_MARK}{code}{NOTICE_MARK}{msg}"));
     }
 
     pub fn has_notices(&self) -> bool {

@@ -23,6 +23,8 @@ pub enum Kind {
     Fetch,
     /// COPY … FROM STDIN / TO STDOUT (engine/copy.rs); COPY with a file is DataFusion's.
     Copy,
+    /// DO $$ … $$ (engine/do_block.rs): blocks of RAISE statements.
+    Do,
 }
 
 impl Kind {
@@ -33,11 +35,12 @@ impl Kind {
             Kind::Fetch => "fetch",
             Kind::Refresh => "refresh",
             Kind::Copy => "copy",
+            Kind::Do => "do",
         }
     }
 
     fn from_name(name: &str) -> Option<Kind> {
-        [Kind::Sequence, Kind::CommentOnConstraint, Kind::Fetch, Kind::Refresh, Kind::Copy].into_iter().find(|k| k.name() == name)
+        [Kind::Sequence, Kind::CommentOnConstraint, Kind::Fetch, Kind::Refresh, Kind::Copy, Kind::Do].into_iter().find(|k| k.name() == name)
     }
 }
 
@@ -52,6 +55,7 @@ pub fn detect(sql: &str) -> Option<Kind> {
         ("move" | "fetch", _, _) => Some(Kind::Fetch),
         ("refresh", "materialized", "view") => Some(Kind::Refresh),
         ("copy", _, _) if super::copy::is_copy_stdio(sql) => Some(Kind::Copy),
+        ("do", _, _) => Some(Kind::Do),
         _ => None,
     }
 }
@@ -59,7 +63,7 @@ pub fn detect(sql: &str) -> Option<Kind> {
 /// Does any statement of `sql` need [`detect`]'s route (a cheap test first)?
 pub fn may_contain(sql: &str) -> bool {
     let has = |word: &[u8]| sql.as_bytes().windows(word.len()).any(|w| w.eq_ignore_ascii_case(word));
-    has(b"sequence") || has(b"constraint") || has(b"move") || has(b"fetch") || has(b"refresh") || has(b"stdin") || has(b"stdout")
+    has(b"sequence") || has(b"constraint") || has(b"move") || has(b"fetch") || has(b"refresh") || has(b"stdin") || has(b"stdout") || sql.trim_start().get(..2).is_some_and(|w| w.eq_ignore_ascii_case("do"))
 }
 
 /// The CALL standing for `sql`.

@@ -115,11 +115,9 @@ where
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
     for n in session.take_notices() {
-        // A notice written "WARNING: …" is sent with that severity (SQLSTATE 01000).
-        let info = match n.strip_prefix("WARNING: ") {
-            Some(m) => ErrorInfo::new("WARNING".to_owned(), "01000".to_owned(), m.to_owned()),
-            None => ErrorInfo::new(SEVERITY_NOTICE.to_owned(), "00000".to_owned(), n),
-        };
+        let (severity, code, message) = crate::session::notice_parts(&n);
+        let severity = if severity == "NOTICE" { SEVERITY_NOTICE } else { severity };
+        let info = ErrorInfo::new(severity.to_owned(), code.to_owned(), message.to_owned());
         client.feed(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(info))).await?;
     }
     Ok(())

@@ -148,11 +148,14 @@ impl SubPlans {
                 let mut when_then = Vec::with_capacity(case.when_then_expr.len());
                 for (when, then) in case.when_then_expr {
                     let when = self.replace(*when, guard, wanted)?;
-                    let branch_guard = match guard {
-                        Some(g) => g.clone().and(when.data.clone()),
-                        None => when.data.clone(),
+                    // A condition that itself runs a SubPlan cannot be a guard: an async
+                    // function's arguments cannot call another (DataFusion refuses).
+                    let branch_guard = match (guard, when.transformed) {
+                        (g, true) => g.cloned(),
+                        (Some(g), false) => Some(g.clone().and(when.data.clone())),
+                        (None, false) => Some(when.data.clone()),
                     };
-                    let then = self.replace(*then, Some(&branch_guard), wanted)?;
+                    let then = self.replace(*then, branch_guard.as_ref(), wanted)?;
                     changed |= when.transformed || then.transformed;
                     when_then.push((Box::new(when.data), Box::new(then.data)));
                 }

@@ -1,4 +1,4 @@
-//! `COPY t [(cols)] FROM STDIN` and `COPY {t [(cols)] | (query)} TO STDOUT` (#14):
+//! `COPY t [(cols)] FROM STDIN [WHERE condition]` and `COPY {t [(cols)] | (query)} TO STDOUT` (#14):
 //! the statement, its options and its rows. The bytes on the wire (text, csv,
 //! binary) are the server's (server/copy.rs); here a COPY FROM becomes an ordinary
 //! `INSERT INTO t (cols) SELECT * FROM <rows as they arrive>` — so privileges,
@@ -96,8 +96,35 @@ pub fn is_copy_stdio(sql: &str) -> bool {
 /// The identifier standing for FORCE_QUOTE's `*` (sqlparser takes only names there).
 const ALL_COLUMNS: &str = "lakehouse_all_columns";
 
+/// `COPY … FROM STDIN … WHERE condition` (PostgreSQL 12's): the statement without its
+/// WHERE (sqlparser does not take one), and the condition. The WHERE is the first one
+/// outside quotes and parentheses.
+fn split_where(sql: &str) -> (&str, Option<&str>) {
+    let b = sql.as_bytes();
+    let (mut depth, mut quote) = (0i32, None::<u8>);
+    for i in 0..b.len() {
+        match (quote, b[i]) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, c @ (b'\'' | b'"')) => quote = Some(c),
+            (None, b'(') => depth += 1,
+            (None, b')') => depth -= 1,
+            (None, _) if depth == 0
+                && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'))
+                && b.len() >= i + 6
+                && b[i..i + 5].eq_ignore_ascii_case(b"where")
+                && (b[i + 5].is_ascii_whitespace() || b[i + 5] == b'(') =>
+            {
+                return (sql[..i].trim_end(), Some(sql[i + 5..].trim()));
+            }
+            _ => {}
+        }
+    }
+    (sql, None)
+}
+
 fn parse(sql: &str) -> Result<Statement> {
-    let sql = all_columns(sql.trim().trim_end_matches(';'));
+    let sql = all_columns(split_where(sql.trim().trim_end_matches(';')).0);
     // sqlparser reads rows written after `FROM STDIN;` (pg_dump's scripts); ours come
     // as CopyData, so the statement ends at its text's end.
     let mut parser = Parser::new(&PostgreSqlDialect {}).try_with_sql(&sql).map_err(|e| Error::Syntax(e.to_string()))?;
@@ -292,6 +319,9 @@ impl Engine {
             return Err(Error::Internal("not a COPY statement".into()));
         };
         let options = options(&opts, &legacy_options, to)?;
+        if to && split_where(sql.trim().trim_end_matches(';')).1.is_some() {
+            return Err(Error::NotSupported("WHERE clause in COPY TO (write a query: COPY (SELECT … WHERE …) TO STDOUT)".into()));
+        }
         match (source, to, target) {
             (source, true, CopyTarget::Stdout) => {
                 let query = match source {
@@ -308,7 +338,8 @@ impl Engine {
                 }
             }
             (CopySource::Table { table_name, columns }, false, CopyTarget::Stdin) => {
-                self.copy_in(session, &table_name, &columns, options).await
+                let condition = split_where(sql.trim().trim_end_matches(';')).1;
+                self.copy_in(session, &table_name, &columns, options, condition).await
             }
             _ => Err(Error::Internal("COPY to or from a file goes to DataFusion".into())),
         }
@@ -322,7 +353,7 @@ impl Engine {
         }
     }
 
-    async fn copy_in(&self, session: &Session, table: &ObjectName, columns: &[Ident], options: Options) -> Result<QueryResult> {
+    async fn copy_in(&self, session: &Session, table: &ObjectName, columns: &[Ident], options: Options, condition: Option<&str>) -> Result<QueryResult> {
         // The target's columns and types, as the INSERT will resolve the name
         // (a temporary table first).
         let mut statement = Statement::Insert(datafusion::sql::sqlparser::ast::Insert {
@@ -358,7 +389,8 @@ impl Engine {
         let table_provider = StreamingTable::try_new(schema.clone(), vec![arriving])?;
         session.temp.schema.register_table(source.clone(), Arc::new(table_provider))?;
         let column_list = schema.fields().iter().map(|f| Ident::with_quote('"', f.name()).to_string()).collect::<Vec<_>>().join(", ");
-        let sql = format!("INSERT INTO {target} ({column_list}) SELECT * FROM {TEMP_SCHEMA}.\"{source}\"");
+        let filter = condition.map(|c| format!(" WHERE {c}")).unwrap_or_default();
+        let sql = format!("INSERT INTO {target} ({column_list}) SELECT * FROM {TEMP_SCHEMA}.\"{source}\"{filter}");
         let insert = match Box::pin(self.prepare(session, &sql)).await {
             Ok(p) => p,
             Err(e) => {

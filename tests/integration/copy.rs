@@ -166,5 +166,20 @@ async fn copy_in_and_out_in_text_csv_and_binary_with_vectors() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("COPY 2"), "{}", String::from_utf8_lossy(&out.stdout));
         assert_eq!(std::fs::read_to_string(&output).unwrap(), "psql one\t[1,0,0]\npsql two\t[0,1,0]\n");
     }
+
+    // COPY FROM … WHERE keeps the rows the condition holds for (the count says so).
+    c.batch_execute("CREATE TABLE filtered (a text, b int)").await.unwrap();
+    let n = copy_in(&c, "COPY filtered FROM STDIN WHERE a <> 'b-999' AND (b IS NULL OR b < 2)", &[b"a-0\t0\na-1\t1\na-2\t2\nb-999\t\\N\nc\t\\N\n"]).await.unwrap();
+    assert_eq!(n, 3);
+    assert_eq!(text_rows(&c, "SELECT a FROM filtered ORDER BY a").await, vec![vec!["a-0"], vec!["a-1"], vec!["c"]]);
+    let e = copy_out_err(&c, "COPY filtered TO STDOUT WHERE b = 1").await;
+    assert_eq!(sqlstate(&e), "0A000", "{e}");
     server.stop().await;
+}
+
+async fn copy_out_err(c: &tokio_postgres::Client, sql: &str) -> tokio_postgres::Error {
+    match c.copy_out(sql).await {
+        Ok(_) => panic!("{sql} succeeded"),
+        Err(e) => e,
+    }
 }

@@ -394,6 +394,7 @@ impl Engine {
         analyzer.extend(datafusion::optimizer::Analyzer::new().rules);
         analyzer.push(Arc::new(IndexOrder::new(indexes.clone())));
         analyzer.push(Arc::new(crate::udf::pg_text::PgTextCasts));
+        analyzer.push(Arc::new(crate::udf::json_ops::JsonInput));
         analyzer.push(Arc::new(field_metadata::KeepFieldMetadata));
         SessionStateBuilder::new()
             .with_config(config)

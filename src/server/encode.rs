@@ -633,6 +633,20 @@ pub fn decode_value(raw: Raw<'_>, pg: &Type, want: Option<&DataType>, what: &str
                 crate::udf::vector::vector_scalar(&v)
             }
         },
+        // json's text, in both formats (jsonb's binary form starts with its version, 1);
+        // the INSERT checks it is JSON (udf/json_ops.rs).
+        Type::JSON | Type::JSONB => match raw.bytes {
+            None => ScalarValue::Utf8(None),
+            Some(b) => {
+                let b = match (raw.binary && *pg == Type::JSONB, b.split_first()) {
+                    (true, Some((1, rest))) => rest,
+                    (true, _) => return Err(to_pg_error(&Error::InvalidText(format!("{what}: unsupported jsonb version number")))),
+                    (false, _) => b,
+                };
+                let text = std::str::from_utf8(b).map_err(|_| to_pg_error(&Error::InvalidText(format!("{what}: json that is not UTF-8"))))?;
+                ScalarValue::Utf8(Some(text.to_string()))
+            }
+        },
         _ => ScalarValue::Utf8(raw.get::<String>(pg)?),
     };
     // Text sent for a typed placeholder: let DataFusion's cast rules convert it

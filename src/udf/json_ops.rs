@@ -625,6 +625,98 @@ impl JsonFn {
     }
 }
 
+// ------------------------------------------------------------------------ input
+
+/// json's and jsonb's input: the text checked (22P02 when it is not JSON), jsonb's
+/// put in its output form, as PostgreSQL stores it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JsonIn {
+    jsonb: bool,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for JsonIn {
+    fn name(&self) -> &str {
+        if self.jsonb { "lakehouse_jsonb_in" } else { "lakehouse_json_in" }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn return_field_from_args(&self, _: ReturnFieldArgs) -> DfResult<FieldRef> {
+        Ok(Arc::new(json_field(self.name(), self.jsonb)))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let input = cast(&args.args[0].to_array(args.number_rows)?, &DataType::Utf8)?;
+        let input = input.as_string::<i32>();
+        let mut out = StringBuilder::with_capacity(input.len(), input.value_data().len());
+        for i in 0..input.len() {
+            if input.is_null(i) {
+                out.append_null();
+                continue;
+            }
+            let v = parse(input.value(i)).map_err(Error::into_datafusion)?;
+            if self.jsonb {
+                out.append_value(jsonb_text(v));
+            } else {
+                out.append_value(input.value(i));
+            }
+        }
+        Ok(super::one_or_many(Arc::new(out.finish()), &args))
+    }
+}
+
+/// INSERT (and COPY FROM, which is one) into json/jsonb columns goes through [`JsonIn`]:
+/// a json column never holds text that is not JSON.
+#[derive(Debug, Default)]
+pub struct JsonInput;
+
+impl datafusion::optimizer::AnalyzerRule for JsonInput {
+    fn name(&self) -> &str {
+        "json_input"
+    }
+
+    fn analyze(&self, plan: datafusion::logical_expr::LogicalPlan, _: &datafusion::common::config::ConfigOptions) -> DfResult<datafusion::logical_expr::LogicalPlan> {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        use datafusion::logical_expr::{DmlStatement, LogicalPlan, Projection, WriteOp};
+        plan.transform_up(|p| {
+            let LogicalPlan::Dml(dml) = &p else { return Ok(Transformed::no(p)) };
+            if !matches!(dml.op, WriteOp::Insert(_)) {
+                return Ok(Transformed::no(p));
+            }
+            let table = dml.target.schema();
+            let marks: Vec<Option<bool>> =
+                table.fields().iter().map(|f| is_json(f).then(|| f.metadata().get(VECTOR_MARK).is_some_and(|m| m == "jsonb"))).collect();
+            let input_schema = dml.input.schema().clone();
+            if marks.iter().all(Option::is_none) || input_schema.fields().len() != marks.len() {
+                return Ok(Transformed::no(p));
+            }
+            let exprs: Vec<Expr> = input_schema
+                .columns()
+                .into_iter()
+                .zip(&marks)
+                .map(|(c, mark)| match mark {
+                    Some(jsonb) => {
+                        let f = ScalarUDF::new_from_impl(JsonIn { jsonb: *jsonb, signature: Signature::any(1, Volatility::Immutable) });
+                        Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(f), vec![Expr::Column(c.clone())])).alias(c.name)
+                    }
+                    None => Expr::Column(c),
+                })
+                .collect();
+            let input = Arc::new(LogicalPlan::Projection(Projection::try_new(exprs, dml.input.clone())?));
+            let new = DmlStatement::new(dml.table_name.clone(), dml.target.clone(), dml.op.clone(), input);
+            Ok(Transformed::yes(LogicalPlan::Dml(new)))
+        })
+        .map(|t| t.data)
+    }
+}
+
 // ------------------------------------------------------------------------ operators
 
 /// Plans `->`, `->>`, `#>`, `#>>`, `?`, `?|`, `?&` with text (json) on the left, and

@@ -174,6 +174,13 @@ async fn copy_in_and_out_in_text_csv_and_binary_with_vectors() {
     assert_eq!(text_rows(&c, "SELECT a FROM filtered ORDER BY a").await, vec![vec!["a-0"], vec!["a-1"], vec!["c"]]);
     let e = copy_out_err(&c, "COPY filtered TO STDOUT WHERE b = 1").await;
     assert_eq!(sqlstate(&e), "0A000", "{e}");
+
+    // json and jsonb columns: checked as an INSERT checks them, jsonb stored normalized.
+    c.batch_execute("CREATE TABLE docs (j json, b jsonb)").await.unwrap();
+    assert_eq!(copy_in(&c, "COPY docs FROM STDIN", &[b"{\"c\":3}\t{\"z\":1,\"y\":2}\n"]).await.unwrap(), 1);
+    let e = copy_in(&c, "COPY docs FROM STDIN", &[b"{bad\t{}\n"]).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "22P02", "{e}");
+    assert_eq!(text_rows(&c, "SELECT j, b FROM docs").await, vec![vec!["{\"c\":3}", "{\"y\": 2, \"z\": 1}"]]);
     server.stop().await;
 }
 

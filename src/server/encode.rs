@@ -64,18 +64,20 @@ pub fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWire
                 .flatten()
         })
         .collect();
-    // Times and timestamps sent as text, alone or in arrays, as PostgreSQL writes them.
-    let text_datetimes: Vec<bool> = columns
+    // Times and timestamps sent as text, alone or in arrays, as PostgreSQL writes them
+    // (udf/pg_text.rs, the whole column at once).
+    let text_datetimes: Vec<Option<ArrayRef>> = columns
         .iter()
         .zip(fields.iter())
         .map(|(c, f)| {
-            f.format() == FieldFormat::Text
-                && match c.data_type() {
-                    DataType::List(e) | DataType::LargeList(e) => is_datetime(e.data_type()),
-                    t => is_datetime(t),
-                }
+            let datetime = match c.data_type() {
+                DataType::List(e) | DataType::LargeList(e) => is_datetime(e.data_type()),
+                t => is_datetime(t),
+            };
+            (f.format() == FieldFormat::Text && datetime).then(|| crate::udf::pg_text::texts(c.as_ref())).transpose()
         })
-        .collect();
+        .collect::<datafusion::error::Result<_>>()
+        .map_err(|e| to_pg_error(&Error::from_datafusion(e)))?;
     // Floats sent as text are spelled as PostgreSQL spells them ("2", "NaN", "1e+20").
     let text_floats: Vec<Option<ArrayRef>> = columns
         .iter()
@@ -223,9 +225,10 @@ pub fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWire
                 text.push(if vector { ']' } else { '}' });
                 // As TEXT: the array type would quote the whole literal as one element.
                 encoder.encode_field_with_type_and_format(&text, &Type::TEXT, FieldFormat::Text, &Default::default())?;
-            } else if text_datetimes[i] {
+            } else if let Some(t) = &text_datetimes[i] {
                 // As TEXT: an array type would quote the whole literal as one element.
-                encoder.encode_field_with_type_and_format(&datetime_text(col, row)?, &Type::TEXT, FieldFormat::Text, &Default::default())?;
+                let t = t.as_string::<i32>();
+                encoder.encode_field_with_type_and_format(&(!t.is_null(row)).then(|| t.value(row)), &Type::TEXT, FieldFormat::Text, &Default::default())?;
             } else if let Some(f) = &text_floats[i] {
                 let f = f.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
                 let single = col.data_type() != &DataType::Float64;
@@ -249,26 +252,6 @@ pub use crate::udf::pg_text::float_text as pg_float_text;
 
 fn is_datetime(dt: &DataType) -> bool {
     matches!(dt, DataType::Timestamp(..) | DataType::Time32(_) | DataType::Time64(_))
-}
-
-/// The text of a time/timestamp value or of an array of them (elements with a
-/// blank quoted, as PostgreSQL's array output does).
-fn datetime_text(col: &ArrayRef, row: usize) -> PgWireResult<Option<String>> {
-    if col.is_null(row) {
-        return Ok(None);
-    }
-    if !matches!(col.data_type(), DataType::List(_) | DataType::LargeList(_)) {
-        return Ok(crate::udf::pg_text::datetime_text(col.as_ref(), row));
-    }
-    let values = list_value(col, row);
-    let items: Vec<String> = (0..values.len())
-        .map(|j| match crate::udf::pg_text::datetime_text(values.as_ref(), j) {
-            None => "NULL".to_string(),
-            Some(t) if t.contains(' ') => format!("\"{t}\""),
-            Some(t) => t,
-        })
-        .collect();
-    Ok(Some(format!("{{{}}}", items.join(","))))
 }
 
 fn is_string(dt: &DataType) -> bool {

@@ -41,33 +41,25 @@ pub fn float_text(v: f64, single: bool) -> String {
     digits
 }
 
-/// A time or timestamp as PostgreSQL writes it: `01:02:03`, `2020-01-02 03:04:05.5`,
-/// `+00` after a timestamptz (kept in UTC), the fraction without trailing zeros.
-pub fn datetime_text(v: &dyn Array, i: usize) -> Option<String> {
-    if v.is_null(i) {
-        return None;
-    }
-    let frac = |nanos: u32| {
-        let micros = nanos / 1000;
-        if micros == 0 { String::new() } else { format!(".{micros:06}").trim_end_matches('0').to_string() }
-    };
-    let one = v.slice(i, 1);
-    match v.data_type() {
-        DataType::Timestamp(_, tz) => {
-            let c = cast(&one, &DataType::Timestamp(TimeUnit::Microsecond, tz.clone())).ok()?;
-            let t = chrono::DateTime::from_timestamp_micros(c.as_primitive::<TimestampMicrosecondType>().value(0))?.naive_utc();
-            use chrono::{Datelike, Timelike};
-            let (date, bc) = if t.year() <= 0 { (format!("{:04}-{}", 1 - t.year(), t.format("%m-%d")), " BC") } else { (t.format("%Y-%m-%d").to_string(), "") };
-            Some(format!("{date} {}{}{}{bc}", t.format("%H:%M:%S"), frac(t.nanosecond()), if tz.is_some() { "+00" } else { "" }))
-        }
-        DataType::Time32(_) | DataType::Time64(_) => {
-            let c = cast(&one, &DataType::Time64(TimeUnit::Microsecond)).ok()?;
-            let t = c.as_primitive::<Time64MicrosecondType>().value_as_time(0)?;
-            use chrono::Timelike;
-            Some(format!("{}{}", t.format("%H:%M:%S"), frac(t.nanosecond())))
-        }
-        _ => None,
-    }
+/// A fraction of a second as PostgreSQL writes it: `.5`, none for zero.
+fn fraction(nanos: u32) -> String {
+    let micros = nanos / 1000;
+    if micros == 0 { String::new() } else { format!(".{micros:06}").trim_end_matches('0').to_string() }
+}
+
+/// A timestamp (microseconds since the epoch, UTC) as PostgreSQL writes it:
+/// `2020-01-02 03:04:05.5`, `+00` after a timestamptz, ` BC` before year 1.
+fn timestamp_text(micros: i64, with_zone: bool) -> Option<String> {
+    use chrono::{Datelike, Timelike};
+    let t = chrono::DateTime::from_timestamp_micros(micros)?.naive_utc();
+    let (date, bc) = if t.year() <= 0 { (format!("{:04}-{}", 1 - t.year(), t.format("%m-%d")), " BC") } else { (t.format("%Y-%m-%d").to_string(), "") };
+    Some(format!("{date} {}{}{}{bc}", t.format("%H:%M:%S"), fraction(t.nanosecond()), if with_zone { "+00" } else { "" }))
+}
+
+/// A time of day as PostgreSQL writes it: `01:02:03`, `01:02:03.25`.
+fn time_text(t: chrono::NaiveTime) -> String {
+    use chrono::Timelike;
+    format!("{}{}", t.format("%H:%M:%S"), fraction(t.nanosecond()))
 }
 
 /// Does PostgreSQL's text of this type differ from Arrow's?
@@ -110,50 +102,77 @@ fn array_item(s: &str) -> String {
     out
 }
 
-/// Value `i` of `a` as PostgreSQL's text (None: NULL).
-pub fn text(a: &dyn Array, i: usize) -> DfResult<Option<String>> {
-    if a.is_null(i) {
-        return Ok(None);
-    }
-    Ok(Some(match a.data_type() {
-        DataType::Timestamp(..) | DataType::Time32(_) | DataType::Time64(_) => datetime_text(a, i).unwrap_or_default(),
+/// Every value of `a` as PostgreSQL's text (None: NULL), the column converted once.
+fn texts_of(a: &dyn Array) -> DfResult<Vec<Option<String>>> {
+    let whole: ArrayRef = a.slice(0, a.len());
+    let n = a.len();
+    let each = |f: &dyn Fn(usize) -> Option<String>| -> Vec<Option<String>> { (0..n).map(|i| if a.is_null(i) { None } else { f(i) }).collect() };
+    Ok(match a.data_type() {
+        DataType::Timestamp(_, tz) => {
+            let c = cast(&whole, &DataType::Timestamp(TimeUnit::Microsecond, tz.clone()))?;
+            let p = c.as_primitive::<TimestampMicrosecondType>();
+            each(&|i| timestamp_text(p.value(i), tz.is_some()))
+        }
+        DataType::Time32(_) | DataType::Time64(_) => {
+            let c = cast(&whole, &DataType::Time64(TimeUnit::Microsecond))?;
+            let p = c.as_primitive::<Time64MicrosecondType>();
+            each(&|i| p.value_as_time(i).map(time_text))
+        }
         DataType::Float16 | DataType::Float32 | DataType::Float64 => {
-            let c = cast(&a.slice(i, 1), &DataType::Float64)?;
-            float_text(c.as_primitive::<datafusion::arrow::datatypes::Float64Type>().value(0), a.data_type() != &DataType::Float64)
+            let c = cast(&whole, &DataType::Float64)?;
+            let p = c.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+            let single = a.data_type() != &DataType::Float64;
+            each(&|i| Some(float_text(p.value(i), single)))
         }
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
-            let c = cast(&a.slice(i, 1), &DataType::Binary)?;
-            let bytes = c.as_binary::<i32>().value(0);
-            let mut s = String::with_capacity(2 + 2 * bytes.len());
-            s.push_str("\\x");
-            for b in bytes {
-                s.push_str(&format!("{b:02x}"));
-            }
-            s
+            let c = cast(&whole, &DataType::Binary)?;
+            let b = c.as_binary::<i32>();
+            each(&|i| {
+                let bytes = b.value(i);
+                let mut s = String::with_capacity(2 + 2 * bytes.len());
+                s.push_str("\\x");
+                for byte in bytes {
+                    s.push_str(&format!("{byte:02x}"));
+                }
+                Some(s)
+            })
         }
         DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) => {
-            let values: ArrayRef = match a.data_type() {
-                DataType::List(_) => a.as_list::<i32>().value(i),
-                DataType::LargeList(_) => a.as_list::<i64>().value(i),
-                _ => a.as_fixed_size_list().value(i),
-            };
-            let nested = matches!(values.data_type(), DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..));
-            let mut items = Vec::with_capacity(values.len());
-            for j in 0..values.len() {
-                items.push(match text(values.as_ref(), j)? {
-                    None => "NULL".to_string(),
-                    // An inner array is written as it is, not quoted as one element.
-                    Some(t) if nested => t,
-                    Some(t) => array_item(&t),
-                });
+            let mut out = Vec::with_capacity(n);
+            for i in 0..n {
+                if a.is_null(i) {
+                    out.push(None);
+                    continue;
+                }
+                let values: ArrayRef = match a.data_type() {
+                    DataType::List(_) => a.as_list::<i32>().value(i),
+                    DataType::LargeList(_) => a.as_list::<i64>().value(i),
+                    _ => a.as_fixed_size_list().value(i),
+                };
+                let nested = matches!(values.data_type(), DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..));
+                let items: Vec<String> = texts_of(values.as_ref())?
+                    .into_iter()
+                    .map(|t| match t {
+                        None => "NULL".to_string(),
+                        // An inner array is written as it is, not quoted as one element.
+                        Some(t) if nested => t,
+                        Some(t) => array_item(&t),
+                    })
+                    .collect();
+                out.push(Some(format!("{{{}}}", items.join(","))));
             }
-            format!("{{{}}}", items.join(","))
+            out
         }
         _ => {
             let fmt = ArrayFormatter::try_new(a, &FormatOptions::default())?;
-            fmt.value(i).to_string()
+            each(&|i| Some(fmt.value(i).to_string()))
         }
-    }))
+    })
+}
+
+/// Value `i` of `a` as PostgreSQL's text (None: NULL).
+pub fn text(a: &dyn Array, i: usize) -> DfResult<Option<String>> {
+    Ok(texts_of(a.slice(i, 1).as_ref())?.pop().flatten())
 }
 
 /// A whole array as PostgreSQL's text.
@@ -162,8 +181,8 @@ pub fn texts(a: &dyn Array) -> DfResult<ArrayRef> {
         return Ok(cast(&a.slice(0, a.len()), &DataType::Utf8)?);
     }
     let mut out = StringBuilder::with_capacity(a.len(), a.len() * 8);
-    for i in 0..a.len() {
-        out.append_option(text(a, i)?);
+    for t in texts_of(a)? {
+        out.append_option(t);
     }
     Ok(Arc::new(out.finish()))
 }

@@ -1150,19 +1150,20 @@ impl Engine {
                     LogicalPlan::Ddl(d) => Some(d.name().to_string()),
                     _ => None,
                 };
-                // The result's fields as Describe gives them (after type coercion,
-                // with the metadata the analyzer restores).
-                let described = tag.is_none().then(|| result_schema(session, &plan));
+                let marked = tag.is_none().then(|| marked_schema(session, &plan));
                 let df = session.ctx.execute_logical_plan(plan).await?;
                 if let Some(tag) = tag {
                     df.collect().await?;
                     return Ok(QueryResult::Command { tag: ddl_tag(&tag), rows: None });
                 }
-                let schema: SchemaRef = match described {
-                    Some(s) if s.fields().len() == df.schema().fields().len() => s,
-                    _ => Arc::new(df.schema().as_arrow().clone()),
-                };
                 let stream = df.execute_stream().await?;
+                // The result's fields as Describe gives them: the types of the rows
+                // (the executed plan's, after type coercion), with the restored marks;
+                // no second analysis of the plan per statement.
+                let schema: SchemaRef = match marked {
+                    Some(m) => with_marks(stream.schema().as_ref(), m),
+                    None => stream.schema(),
+                };
                 let stream = self.executor.run_stream(schema.clone(), stream);
                 Ok(QueryResult::Rows { schema, stream })
             }
@@ -1677,32 +1678,46 @@ fn count_rows(batches: &[RecordBatch]) -> usize {
         .sum()
 }
 
-/// The fields a plan's rows will have: its schema after the session's analyzer (type
-/// coercion: `CASE WHEN … THEN 0 ELSE $1::numeric END` is numeric, not the bigint of
-/// its first branch; field metadata restored, engine/field_metadata.rs), or, where
-/// analysis fails (a parameter of no known type yet), the plan's own with the
-/// metadata restored.
+/// The fields a plan's rows will have, for Describe: its schema after the session's
+/// analyzer (type coercion: `CASE WHEN … THEN 0 ELSE $1::numeric END` is numeric, not
+/// the bigint of its first branch) with the marks of [`marked_schema`]. Where analysis
+/// fails (a parameter of no known type yet) the marked schema as planned.
 fn result_schema(session: &Session, plan: &LogicalPlan) -> SchemaRef {
-    use datafusion::optimizer::AnalyzerRule;
+    let marked = marked_schema(session, plan);
     let state = session.ctx.state();
-    let options = state.config_options().clone();
-    // The metadata pass over the plan as planned finds the catalog's marks (a
-    // subquery's oid column) that the full analysis loses on the way (it turns
-    // such subqueries into SubPlans first); the full analysis has the types.
-    let marked = field_metadata::KeepFieldMetadata.analyze(plan.clone(), &options).unwrap_or_else(|_| plan.clone());
-    let marked = marked.schema().as_arrow().clone();
-    let Ok(analyzed) = state.analyzer().execute_and_check(plan.clone(), &options, |_, _| {}) else { return Arc::new(marked) };
-    let analyzed = analyzed.schema().as_arrow().clone();
-    if analyzed.fields().len() != marked.fields().len() {
-        return Arc::new(analyzed);
+    match state.analyzer().execute_and_check(plan.clone(), state.config_options(), |_, _| {}) {
+        Ok(analyzed) => with_marks(analyzed.schema().as_arrow(), marked),
+        Err(_) => Arc::new(marked),
     }
-    let fields: Vec<datafusion::arrow::datatypes::FieldRef> = analyzed
+}
+
+/// The plan's schema with the field metadata engine/field_metadata.rs restores (oid
+/// and json marks). Run over the plan as planned: the full analysis loses a subquery's
+/// oid mark on the way (it turns such subqueries into SubPlans first).
+fn marked_schema(session: &Session, plan: &LogicalPlan) -> datafusion::arrow::datatypes::Schema {
+    use datafusion::optimizer::AnalyzerRule;
+    let options = session.ctx.state().config_options().clone();
+    let marked = field_metadata::KeepFieldMetadata.analyze(plan.clone(), &options).unwrap_or_else(|_| plan.clone());
+    marked.schema().as_arrow().clone()
+}
+
+/// `typed`'s fields (the types the rows have), each replaced by `marked`'s where that
+/// one has the same type (any string type for a string) and carries its marks.
+fn with_marks(typed: &datafusion::arrow::datatypes::Schema, marked: datafusion::arrow::datatypes::Schema) -> SchemaRef {
+    if typed.fields().len() != marked.fields().len() {
+        return Arc::new(typed.clone());
+    }
+    let string = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let fields: Vec<datafusion::arrow::datatypes::FieldRef> = typed
         .fields()
         .iter()
         .zip(marked.fields().iter())
-        .map(|(a, m)| if a.data_type() == m.data_type() && a.metadata().len() <= m.metadata().len() { m.clone() } else { a.clone() })
+        .map(|(t, m)| {
+            let same = t.data_type() == m.data_type() || (string(t.data_type()) && string(m.data_type()));
+            if same && t.metadata().len() <= m.metadata().len() { m.clone() } else { t.clone() }
+        })
         .collect();
-    Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(fields, analyzed.metadata().clone()))
+    Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(fields, typed.metadata().clone()))
 }
 
 /// `ISOLATION LEVEL …`, `READ ONLY | READ WRITE` as the settings they set.

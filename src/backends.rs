@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use chrono::{DateTime, Utc};
@@ -43,6 +43,10 @@ pub struct Backend {
     /// LISTEN's channels, and notifications waiting to be sent to the client.
     listening: Mutex<std::collections::BTreeSet<String>>,
     inbox: Mutex<std::collections::VecDeque<Notification>>,
+    /// The transaction id `txid_current()` gave inside the open BEGIN block, and
+    /// whether a block is open (outside one, each statement is its own transaction).
+    xact: Mutex<(bool, Option<i64>)>,
+    next_xid: Arc<AtomicI64>,
     /// Wakes the connection loop when a notification arrives.
     pub arrived: tokio::sync::Notify,
 }
@@ -64,6 +68,29 @@ pub struct Notification {
     pub pid: i32,
     pub channel: String,
     pub payload: String,
+}
+
+impl Backend {
+    /// BEGIN (true) or COMMIT/ROLLBACK (false): the block's transaction id ends.
+    pub fn set_block(&self, open: bool) {
+        *lock(&self.xact) = (open, None);
+    }
+
+    /// `txid_current()`: the open block's id (assigned at its first call), or a new one
+    /// for a statement outside a block.
+    pub fn txid_current(&self) -> i64 {
+        let mut x = lock(&self.xact);
+        match *x {
+            (true, Some(id)) => id,
+            (open, _) => {
+                let id = self.next_xid.fetch_add(1, Ordering::Relaxed);
+                if open {
+                    x.1 = Some(id);
+                }
+                id
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Backend {
@@ -157,13 +184,17 @@ pub struct Backends {
     live: Mutex<BTreeMap<i32, Weak<Backend>>>,
     next_pid: AtomicI32,
     pub locks: Arc<AdvisoryLocks>,
+    /// Transaction ids: counted from the start time in microseconds, so they grow
+    /// across restarts too.
+    next_xid: Arc<AtomicI64>,
 }
 
 impl Default for Backends {
     fn default() -> Self {
         // In-process sessions count from here; the server's come from the protocol's
         // random process ids, never taken twice while both live.
-        Backends { live: Mutex::default(), next_pid: AtomicI32::new(10_000), locks: Arc::default() }
+        let start = Utc::now().timestamp_micros().max(1);
+        Backends { live: Mutex::default(), next_pid: AtomicI32::new(10_000), locks: Arc::default(), next_xid: Arc::new(AtomicI64::new(start)) }
     }
 }
 
@@ -194,6 +225,8 @@ impl Backends {
             control: Mutex::new(None),
             listening: Mutex::default(),
             inbox: Mutex::default(),
+            xact: Mutex::default(),
+            next_xid: self.next_xid.clone(),
             arrived: tokio::sync::Notify::new(),
         });
         live.insert(pid, Arc::downgrade(&backend));

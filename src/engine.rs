@@ -40,6 +40,7 @@ mod sequences;
 pub mod split;
 mod temp_table;
 pub mod tuning;
+mod user_types;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,7 +57,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{
-    CreateTableOptions, CreateView, Expr, ObjectType, Set, SqlOption, Statement, Value,
+    CreateTableOptions, CreateView, Expr, ObjectType, Set, SqlOption, Statement, UserDefinedTypeRepresentation, Value,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
@@ -289,7 +290,7 @@ impl Engine {
             m.learn_configured_dims().await;
             Arc::new(m)
         };
-        let template = SessionContext::new_with_state(Self::state_builder(session_config, &indexes).build());
+        let template = SessionContext::new_with_state(Self::state_builder(session_config, &indexes, &catalog).build());
         let catalog_provider: Arc<dyn CatalogProvider> = template
             .catalog(CATALOG_NAME)
             .ok_or_else(|| Error::Internal("default catalog missing".into()))?;
@@ -305,13 +306,14 @@ impl Engine {
             use crate::table_providers::roles;
             if let Some(inner) = catalog_provider.schema("pg_catalog") {
                 let pg_type = match inner.table("pg_type").await? {
-                    Some(t) => crate::table_providers::pg_type::with_vector(&template, t).await?,
+                    Some(t) => crate::table_providers::pg_type::with_vector(&template, t, &catalog).await?,
                     None => return Err(Error::Internal("pg_catalog has no pg_type".into())),
                 };
                 use crate::table_providers::{pg_sequences, pg_stat_activity};
                 let more: Vec<(&str, Arc<dyn datafusion::catalog::TableProvider>)> = vec![
                     (pg_sequences::NAME, Arc::new(pg_sequences::table(&catalog, &sequences))),
                     (pg_stat_activity::NAME, Arc::new(pg_stat_activity::PgStatActivity::new(&backends))),
+                    (crate::table_providers::pg_type::PG_ENUM, Arc::new(crate::table_providers::pg_type::PgEnum::new(&catalog))),
                 ];
                 let more: Vec<(&str, Arc<dyn datafusion::catalog::TableProvider>)> =
                     more.into_iter().chain(crate::table_providers::pg_relations::tables(&catalog, CATALOG_NAME)).collect();
@@ -322,8 +324,7 @@ impl Engine {
         }
         {
             // pg_catalog installed its type planner (oid aliases); ours goes in front.
-            use datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner;
-            let planner = crate::udf::vector::VectorTypePlanner { fallback: Some(Arc::new(PgOidTypePlanner)) };
+            let planner = crate::udf::user_types::UserTypePlanner::new(catalog.clone());
             let state = template.state_ref();
             let existing = state.read().clone();
             *state.write() = SessionStateBuilder::new_from_existing(existing).with_type_planner(Arc::new(planner)).build();
@@ -384,7 +385,7 @@ impl Engine {
 
     /// DataFusion with our vector type, operators, cast rewrite, index rewrite and
     /// index scan planner.
-    fn state_builder(config: SessionConfig, indexes: &Arc<IndexRegistry>) -> SessionStateBuilder {
+    fn state_builder(config: SessionConfig, indexes: &Arc<IndexRegistry>, catalog: &Arc<Catalog>) -> SessionStateBuilder {
         use crate::table_providers::hnsw_scan::{HnswRewrite, IndexOrder, LakehouseQueryPlanner};
         use crate::udf::{distance, vector, vector_ops};
         let mut planners: Vec<Arc<dyn datafusion::logical_expr::planner::ExprPlanner>> =
@@ -395,6 +396,7 @@ impl Engine {
         analyzer.push(Arc::new(IndexOrder::new(indexes.clone())));
         analyzer.push(Arc::new(crate::udf::pg_text::PgTextCasts));
         analyzer.push(Arc::new(crate::udf::json_ops::JsonInput));
+        analyzer.push(Arc::new(crate::udf::user_types::UserTypeInput::new(catalog.clone())));
         analyzer.push(Arc::new(field_metadata::KeepFieldMetadata));
         SessionStateBuilder::new()
             .with_config(config)
@@ -755,6 +757,11 @@ impl Engine {
                 self.check_identity_always(ins)?;
             }
         }
+        if let Some(text) = protocol_statement_text(session, &statement)? {
+            // `EXECUTE name` of a statement the client prepared over the protocol: that
+            // statement's text, prepared again (never an EXECUTE itself: no loops).
+            return Box::pin(self.prepare(session, &text)).await;
+        }
         let mut cursor_plan = None;
         let fetch_from = match &statement {
             DFStatement::Statement(s) => match s.as_ref() {
@@ -895,7 +902,10 @@ impl Engine {
         match statement {
             DFStatement::Reset(_) => Some(None),
             DFStatement::Statement(s) => match s.as_ref() {
-                Statement::Call(f) if f.name.to_string().eq_ignore_ascii_case(custom::CALL) => Some(None),
+                Statement::Call(f) if f.name.to_string().eq_ignore_ascii_case(custom::CALL) => match custom::from_call(f) {
+                    Ok(Some((custom::Kind::EmptySelect, _))) => Some(Some(Arc::new(datafusion::arrow::datatypes::Schema::empty()))),
+                    _ => Some(None),
+                },
                 Statement::Call(f) => {
                     let name = f.name.to_string().to_lowercase();
                     Some(self.procedures.get(name.as_str()).map(|p| p.output_schema()))
@@ -928,6 +938,10 @@ impl Engine {
                 | Statement::UNLISTEN { .. }
                 | Statement::NOTIFY { .. }
                 | Statement::CreateSchema { .. }
+                | Statement::CreateType { .. }
+                | Statement::Drop { object_type: ObjectType::Type, .. }
+                | Statement::DropDomain(_)
+                | Statement::AlterType(_)
                 | Statement::Revoke(_) => Some(None),
                 _ => None,
             },
@@ -958,6 +972,13 @@ impl Engine {
                         Some((custom::Kind::Refresh, sql)) => self.refresh_materialized_view(session, &sql).await,
                         Some((custom::Kind::Copy, sql)) => self.copy(session, &sql).await,
                         Some((custom::Kind::Do, sql)) => do_block::run(session, &sql).map(|_| QueryResult::command("DO")),
+                        Some((custom::Kind::Domain, sql)) => self.create_domain(session, &sql).await,
+                        Some((custom::Kind::EmptySelect, _)) => {
+                            let schema = Arc::new(datafusion::arrow::datatypes::Schema::empty());
+                            let row = RecordBatch::try_new_with_options(schema.clone(), vec![], &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(1)))
+                                .map_err(|e| Error::Internal(e.to_string()))?;
+                            Ok(QueryResult::batches(schema, vec![row]))
+                        }
                         Some((custom::Kind::Fetch, sql)) => {
                             let (is_move, name, direction) = cursors::parse_fetch(&sql)?;
                             self.fetch(session, &name, &direction, is_move).await
@@ -1030,6 +1051,26 @@ impl Engine {
                 Statement::Drop { object_type: ObjectType::Sequence, names, if_exists, cascade, .. } => {
                     return self.drop_sequences(session, names, *if_exists, *cascade).await;
                 }
+                Statement::CreateType { name, representation: Some(UserDefinedTypeRepresentation::Enum { labels }) } => {
+                    return self.create_enum(session, name, labels).await;
+                }
+                Statement::CreateType { .. } => {
+                    return Err(Error::NotSupported("CREATE TYPE other than AS ENUM (composite, range and base types); CREATE DOMAIN makes a constrained type".into()));
+                }
+                Statement::Drop { object_type: ObjectType::Type, names, if_exists, cascade, .. } => {
+                    return self.drop_types(session, names, *if_exists, *cascade, false).await;
+                }
+                Statement::DropDomain(d) => {
+                    return self.drop_types(session, std::slice::from_ref(&d.name), d.if_exists, matches!(d.drop_behavior, Some(datafusion::sql::sqlparser::ast::DropBehavior::Cascade)), true).await;
+                }
+                Statement::AlterType(at) => return self.alter_type(session, at).await,
+                // EXECUTE of a statement the client prepared over the protocol (asyncpg's
+                // `prepare(…, name=…)`): its text, run again.
+                Statement::Execute { .. } => {
+                    if let Some(text) = protocol_statement_text(session, &statement)? {
+                        return self.run_one(session, &text).await;
+                    }
+                }
                 _ => {}
             }
         }
@@ -1037,6 +1078,7 @@ impl Engine {
         let mut temporary = false;
         if let DFStatement::Statement(s) = &mut statement {
             if let Statement::CreateTable(ct) = s.as_mut() {
+                user_types::apply_domain_defaults(&self.catalog.snapshot(), &mut ct.columns);
                 temporary = ct.temporary;
                 if temporary {
                     if ct.on_commit.is_some() {
@@ -1617,7 +1659,7 @@ impl Engine {
             let prepared = session.sql_prepared.lock().unwrap_or_else(|p| p.into_inner());
             prepared.keys().filter(|n| all || **n == name.value).cloned().collect()
         };
-        let protocol = session.protocol_statements.lock().unwrap_or_else(|p| p.into_inner()).contains(&name.value);
+        let protocol = session.protocol_statements.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&name.value);
         if !all && sql_names.is_empty() && !protocol {
             return Err(Error::UndefinedPreparedStatement(name.value.clone()));
         }
@@ -1632,6 +1674,25 @@ impl Engine {
         }
         Ok(QueryResult::command(if all { "DEALLOCATE ALL" } else { "DEALLOCATE" }))
     }
+}
+
+/// The text of the protocol-level statement an `EXECUTE name` names, when `name` is
+/// one the client Parsed (and no SQL-level PREPARE took it); 0A000 for parameters.
+fn protocol_statement_text(session: &Session, statement: &DFStatement) -> Result<Option<String>> {
+    let DFStatement::Statement(s) = statement else { return Ok(None) };
+    let Statement::Execute { name: Some(n), parameters, .. } = s.as_ref() else { return Ok(None) };
+    let name = n.0.last().and_then(|p| p.as_ident()).map(|i| i.value.clone()).unwrap_or_default();
+    if session.sql_prepared.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&name) {
+        return Ok(None);
+    }
+    let Some(text) = session.protocol_statements.lock().unwrap_or_else(|p| p.into_inner()).get(&name).cloned() else { return Ok(None) };
+    if text.trim_start().get(..7).is_some_and(|w| w.eq_ignore_ascii_case("execute")) {
+        return Ok(None);
+    }
+    if !parameters.is_empty() {
+        return Err(Error::NotSupported(format!("EXECUTE with parameters of \"{name}\", a statement prepared over the protocol (bind them with Bind instead)")));
+    }
+    Ok(Some(text))
 }
 
 fn alter_index_unsupported() -> Error {

@@ -48,6 +48,7 @@ pub fn pg_type(dt: &DataType) -> Type {
             DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ_ARRAY,
             DataType::Time32(_) | DataType::Time64(_) => Type::TIME_ARRAY,
             DataType::Binary | DataType::LargeBinary | DataType::BinaryView => Type::BYTEA_ARRAY,
+            DataType::Decimal128(..) => Type::NUMERIC_ARRAY,
             _ => Type::TEXT,
         },
         _ => Type::TEXT,
@@ -57,6 +58,17 @@ pub fn pg_type(dt: &DataType) -> Type {
 /// The wire type of a field: its data type's, or `vector` for a float list marked as
 /// one (a `vector` of a dimension known only at run time).
 pub fn field_pg_type(f: &datafusion::arrow::datatypes::Field) -> Type {
+    if let Some(t) = enum_pg_type(f) {
+        return t;
+    }
+    if let DataType::List(item) | DataType::LargeList(item) = f.data_type() {
+        if let Some(t) = enum_pg_type(item) {
+            let (oid, name, schema) = crate::udf::user_types::enum_of(item).unwrap_or_default();
+            let array_oid = crate::table_providers::pg_relations::array_type_oid(schema, name) as u32;
+            debug_assert_eq!(oid, t.oid());
+            return Type::new(format!("_{name}"), array_oid, tokio_postgres::types::Kind::Array(t), schema.to_string());
+        }
+    }
     if crate::udf::vector::is_marked_vector(f) {
         vector_pg_type()
     } else if f.metadata().get(crate::udf::vector::VECTOR_MARK).is_some_and(|v| v == "char") && matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
@@ -84,6 +96,13 @@ pub fn field_pg_type(f: &datafusion::arrow::datatypes::Field) -> Type {
     }
 }
 
+
+/// An enum's wire type (its own OID; values travel as their label's text).
+pub fn enum_pg_type(f: &datafusion::arrow::datatypes::Field) -> Option<Type> {
+    let (oid, name, schema) = crate::udf::user_types::enum_of(f)?;
+    matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+        .then(|| Type::new(name.to_string(), oid, tokio_postgres::types::Kind::Enum(vec![]), schema.to_string()))
+}
 
 /// `pg_attribute.attlen` of a type: its fixed size, or -1.
 pub fn type_len(t: &Type) -> i16 {

@@ -85,9 +85,9 @@ pub struct Session {
     /// The plans of SQL-level `PREPARE name AS …`, checked again at each `EXECUTE
     /// name` (DataFusion keeps its copy out of reach).
     pub(crate) sql_prepared: Mutex<std::collections::HashMap<String, datafusion::logical_expr::LogicalPlan>>,
-    /// Names of the protocol-level statements the client has Parsed (the server
-    /// keeps them; `DEALLOCATE` must find them too).
-    pub protocol_statements: Mutex<std::collections::HashSet<String>>,
+    /// The protocol-level statements the client has Parsed, by name, with their text
+    /// (the server keeps the plans; `DEALLOCATE` and `EXECUTE name` must find them too).
+    pub protocol_statements: Mutex<std::collections::HashMap<String, String>>,
     /// Protocol-level statements a `DEALLOCATE` removed, for the server to drop from
     /// its store after the statement (None: all of them).
     pub deallocated: Mutex<Vec<Option<String>>>,
@@ -321,6 +321,7 @@ impl Session {
     pub fn begin_block(&self, modes: &[(&str, &str)]) -> Result<()> {
         self.end_block();
         self.in_block.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.backend.set_block(true);
         for (name, value) in modes {
             self.set(name, value)?;
         }
@@ -330,6 +331,7 @@ impl Session {
     /// COMMIT or ROLLBACK: back to the defaults.
     pub fn end_block(&self) {
         self.in_block.store(false, std::sync::atomic::Ordering::Relaxed);
+        self.backend.set_block(false);
         let mut vars = self.vars.lock().unwrap_or_else(|p| p.into_inner());
         for (current, default) in TRANSACTION_SETTINGS {
             match vars.get(*default).cloned() {

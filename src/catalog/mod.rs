@@ -20,6 +20,7 @@ pub mod roles;
 pub mod schemas;
 pub mod sequences;
 pub mod trials;
+pub mod types;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -71,6 +72,9 @@ pub struct CatalogState {
     /// Added in #14; older catalogs have none (only `public`).
     #[serde(default)]
     pub schemas: BTreeMap<String, schemas::SchemaRecord>,
+    /// Enums and domains (#14); older catalogs have none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub types: BTreeMap<String, types::TypeRecord>,
 }
 
 pub struct Catalog {

@@ -25,6 +25,10 @@ pub enum Kind {
     Copy,
     /// DO $$ … $$ (engine/do_block.rs): blocks of RAISE statements.
     Do,
+    /// CREATE DOMAIN (engine/user_types.rs): `AS` optional, NOT NULL and named constraints.
+    Domain,
+    /// `SELECT` with an empty target list: one row of no columns.
+    EmptySelect,
 }
 
 impl Kind {
@@ -36,16 +40,21 @@ impl Kind {
             Kind::Refresh => "refresh",
             Kind::Copy => "copy",
             Kind::Do => "do",
+            Kind::Domain => "domain",
+            Kind::EmptySelect => "empty_select",
         }
     }
 
     fn from_name(name: &str) -> Option<Kind> {
-        [Kind::Sequence, Kind::CommentOnConstraint, Kind::Fetch, Kind::Refresh, Kind::Copy, Kind::Do].into_iter().find(|k| k.name() == name)
+        [Kind::Sequence, Kind::CommentOnConstraint, Kind::Fetch, Kind::Refresh, Kind::Copy, Kind::Do, Kind::Domain, Kind::EmptySelect].into_iter().find(|k| k.name() == name)
     }
 }
 
 /// The kind of custom statement `sql` (one statement) is, if any.
 pub fn detect(sql: &str) -> Option<Kind> {
+    if is_empty_select(sql) {
+        return Some(Kind::EmptySelect);
+    }
     let words: Vec<String> = sql.split_whitespace().take(3).map(|w| w.to_lowercase()).collect();
     let w = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
     match (w(0), w(1), w(2)) {
@@ -56,14 +65,23 @@ pub fn detect(sql: &str) -> Option<Kind> {
         ("refresh", "materialized", "view") => Some(Kind::Refresh),
         ("copy", _, _) if super::copy::is_copy_stdio(sql) => Some(Kind::Copy),
         ("do", _, _) => Some(Kind::Do),
+        ("create", "domain", _) => Some(Kind::Domain),
         _ => None,
     }
 }
 
+/// `SELECT` alone (PostgreSQL allows an empty target list).
+fn is_empty_select(sql: &str) -> bool {
+    sql.trim().trim_end_matches(';').trim().eq_ignore_ascii_case("select")
+}
+
 /// Does any statement of `sql` need [`detect`]'s route (a cheap test first)?
 pub fn may_contain(sql: &str) -> bool {
+    if sql.split(';').any(is_empty_select) {
+        return true;
+    }
     let has = |word: &[u8]| sql.as_bytes().windows(word.len()).any(|w| w.eq_ignore_ascii_case(word));
-    has(b"sequence") || has(b"constraint") || has(b"move") || has(b"fetch") || has(b"refresh") || has(b"stdin") || has(b"stdout") || sql.trim_start().get(..2).is_some_and(|w| w.eq_ignore_ascii_case("do"))
+    has(b"sequence") || has(b"constraint") || has(b"move") || has(b"fetch") || has(b"refresh") || has(b"stdin") || has(b"stdout") || has(b"domain") || sql.trim_start().get(..2).is_some_and(|w| w.eq_ignore_ascii_case("do"))
 }
 
 /// The CALL standing for `sql`.

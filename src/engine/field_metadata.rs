@@ -25,7 +25,7 @@ use datafusion::optimizer::AnalyzerRule;
 /// The metadata keys this rule carries (pg_types.rs reads them): oid columns, and
 /// json/jsonb (udf/json.rs), which a cast of text to json marks; DataFusion drops
 /// such a cast (text to text) and its mark with it when it simplifies.
-const KEYS: &[&str] = &["pg.oid_alias", crate::udf::vector::VECTOR_MARK];
+const KEYS: &[&str] = &["pg.oid_alias", crate::udf::vector::VECTOR_MARK, crate::udf::user_types::TYPE_OID, crate::udf::user_types::TYPE_NAME, crate::udf::user_types::TYPE_SCHEMA, crate::udf::user_types::DOMAIN];
 
 /// Its argument, unchanged, with `metadata` on its result field.
 #[derive(Debug, PartialEq, Eq, Hash)]

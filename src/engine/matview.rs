@@ -74,7 +74,7 @@ impl Engine {
     }
 
     /// Run one statement of ours (its text) in `session`.
-    async fn run_one(&self, session: &Session, sql: &str) -> Result<QueryResult> {
+    pub(super) async fn run_one(&self, session: &Session, sql: &str) -> Result<QueryResult> {
         let mut statements = self.parse(sql)?;
         let statement: DFStatement = statements.pop().ok_or_else(|| Error::Syntax("empty statement".into()))?;
         Box::pin(self.execute_statement(session, statement)).await

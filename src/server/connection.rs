@@ -215,7 +215,7 @@ pub async fn handle(socket: TcpStream, addr: SocketAddr, h: Arc<Handlers>) -> io
             PgWireFrontendMessage::Parse(p) => {
                 if let Some(name) = p.name.as_ref().filter(|n| !n.is_empty()) {
                     let session = super::handler::session_for(&h.engine, &socket);
-                    session.protocol_statements.lock().unwrap_or_else(|p| p.into_inner()).insert(name.clone());
+                    session.protocol_statements.lock().unwrap_or_else(|p| p.into_inner()).entry(name.clone()).or_insert_with(|| p.query.clone());
                 }
             }
             PgWireFrontendMessage::Close(c) if c.target_type == b'S' => {

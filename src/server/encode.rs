@@ -121,6 +121,21 @@ pub fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWire
         .map(|(c, f)| (f.datatype() == &Type::JSON || f.datatype() == &Type::JSONB).then(|| cast(c, &DataType::Utf8)).transpose())
         .collect::<Result<_, _>>()
         .map_err(|e| to_pg_error(&e.into()))?;
+    // Enums and their arrays: their labels' text, in either format (an enum's binary
+    // form is its label's bytes).
+    let enums: Vec<Option<ArrayRef>> = columns
+        .iter()
+        .zip(fields.iter())
+        .map(|(c, f)| match f.datatype().kind() {
+            tokio_postgres::types::Kind::Enum(_) => Some(cast(c, &DataType::Utf8)),
+            tokio_postgres::types::Kind::Array(m) if matches!(m.kind(), tokio_postgres::types::Kind::Enum(_)) => {
+                Some(cast(c, &DataType::List(Arc::new(datafusion::arrow::datatypes::Field::new("item", DataType::Utf8, true)))))
+            }
+            _ => None,
+        }
+        .transpose())
+        .collect::<Result<_, _>>()
+        .map_err(|e| to_pg_error(&e.into()))?;
     // int2vector/oidvector as text: "1 2", as PostgreSQL writes them.
     let space_vectors: Vec<bool> = fields
         .iter()
@@ -137,6 +152,19 @@ pub fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWire
                 let p = values.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
                 let text = (0..p.len()).map(|j| p.value(j).to_string()).collect::<Vec<_>>().join(" ");
                 encoder.encode_field_with_type_and_format(&text, &Type::TEXT, FieldFormat::Text, &Default::default())?;
+                continue;
+            }
+            if let Some(e) = &enums[i] {
+                if e.is_null(row) {
+                    encoder.encode_field(&None::<&str>)?;
+                } else if let DataType::Utf8 = e.data_type() {
+                    encoder.encode_field_with_type_and_format(&e.as_string::<i32>().value(row), &Type::TEXT, fields[i].format(), &Default::default())?;
+                } else {
+                    let v = list_value(e, row);
+                    let v = v.as_string::<i32>();
+                    let labels: Vec<Option<&str>> = (0..v.len()).map(|j| v.is_valid(j).then(|| v.value(j))).collect();
+                    encoder.encode_field_with_type_and_format(&labels, &Type::TEXT_ARRAY, fields[i].format(), &Default::default())?;
+                }
                 continue;
             }
             if let Some(s) = &jsons[i] {
@@ -394,6 +422,10 @@ fn encode_list(enc: &mut DataRowEncoder, values: &ArrayRef) -> PgWireResult<()> 
             let b = values.as_boolean();
             enc.encode_field(&collect(v, |i| b.value(i)))
         }
+        DataType::Decimal128(_, scale) => {
+            let d = values.as_primitive::<datafusion::arrow::datatypes::Decimal128Type>();
+            enc.encode_field(&collect(v, |i| PgNumeric { value: d.value(i), scale: *scale }))
+        }
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
             let s = cast(values, &DataType::Utf8).map_err(|e| to_pg_error(&e.into()))?;
             let s = s.as_string::<i32>();
@@ -511,7 +543,7 @@ impl<'a> Raw<'a> {
 pub fn decode_value(raw: Raw<'_>, pg: &Type, want: Option<&DataType>, what: &str) -> PgWireResult<ScalarValue> {
     let scalar_array = matches!(
         *pg,
-        Type::INT2_ARRAY | Type::INT4_ARRAY | Type::INT8_ARRAY | Type::BOOL_ARRAY | Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::OID_ARRAY
+        Type::INT2_ARRAY | Type::INT4_ARRAY | Type::INT8_ARRAY | Type::BOOL_ARRAY | Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::OID_ARRAY | Type::NUMERIC_ARRAY
     );
     if raw.binary && scalar_array {
         check_binary_array(&raw, what)?;
@@ -586,6 +618,26 @@ pub fn decode_value(raw: Raw<'_>, pg: &Type, want: Option<&DataType>, what: &str
         Type::BOOL_ARRAY if raw.binary => list_param(raw.get::<Vec<Option<bool>>>(pg)?, ScalarValue::Boolean, DataType::Boolean),
         Type::TEXT_ARRAY | Type::VARCHAR_ARRAY if raw.binary => list_param(raw.get::<Vec<Option<String>>>(pg)?, ScalarValue::Utf8, DataType::Utf8),
         // Text arrays go through the plan's cast from text (engine/array_literals.rs).
+        Type::NUMERIC_ARRAY if raw.binary => match raw.get::<Vec<Option<PgNumeric>>>(pg)? {
+            // One scale for the list: the widest of its elements'.
+            Some(v) => {
+                let scale = v.iter().flatten().map(|n| n.scale.max(0)).max().unwrap_or(0);
+                let mut out = Vec::with_capacity(v.len());
+                for n in v {
+                    let widened = |n: PgNumeric| -> Option<i128> {
+                        let v = if n.scale < 0 { n.value.checked_mul(10i128.checked_pow(u32::from(n.scale.unsigned_abs()))?)? } else { n.value };
+                        v.checked_mul(10i128.checked_pow((scale - n.scale.max(0)) as u32)?)
+                    };
+                    let value = match n {
+                        Some(n) => Some(widened(n).ok_or_else(|| to_pg_error(&Error::NumericOutOfRange(format!("{what}: numeric array element out of range"))))?),
+                        None => None,
+                    };
+                    out.push(ScalarValue::Decimal128(value, 38, scale));
+                }
+                ScalarValue::List(ScalarValue::new_list_nullable(&out, &DataType::Decimal128(38, scale)))
+            }
+            None => ScalarValue::Null,
+        },
         Type::OID_ARRAY if raw.binary => match raw.get::<Vec<Option<u32>>>(pg)? {
             Some(v) => ScalarValue::List(ScalarValue::new_list_nullable(
                 &v.into_iter().map(|o| ScalarValue::Int32(o.map(|o| o as i32))).collect::<Vec<_>>(),
@@ -651,6 +703,7 @@ pub fn decode_value(raw: Raw<'_>, pg: &Type, want: Option<&DataType>, what: &str
             || (dt.is_floating() && (v.is_floating() || v.is_integer()))
             || (matches!(dt, DataType::Timestamp(..)) && matches!(v, DataType::Timestamp(..)))
             || (matches!(dt, DataType::Decimal128(..)) && (matches!(v, DataType::Decimal128(..)) || v.is_integer()))
+            || matches!((dt, v), (DataType::List(a), DataType::List(b)) if matches!((a.data_type(), b.data_type()), (DataType::Decimal128(..), DataType::Decimal128(..))))
     };
     match (want, &value) {
         (Some(dt), ScalarValue::Utf8(_)) if dt != &DataType::Utf8 => value

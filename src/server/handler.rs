@@ -377,7 +377,7 @@ where
                 client.portal_store().rm_statement(&n);
             }
             None => {
-                for n in names.drain() {
+                for (n, _) in names.drain() {
                     client.portal_store().rm_statement(&n);
                 }
             }
@@ -443,6 +443,27 @@ impl ExtendedQueryHandler for LakehouseHandler {
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         self.parser.clone()
+    }
+
+    /// pgwire's Parse, refusing a name already taken (PostgreSQL: 42P05) instead of
+    /// replacing that statement.
+    async fn on_parse<C>(&self, client: &mut C, message: pgwire::messages::extendedquery::Parse) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.clone().unwrap_or_default();
+        if !name.is_empty() && client.portal_store().get_statement(&name).is_some() {
+            return Err(user_error("42P05", format!("prepared statement \"{name}\" already exists")));
+        }
+        match pgwire::api::stmt::StoredStatement::parse(client, &message, self.query_parser()).await? {
+            Some(stmt) => client.portal_store().put_statement(Arc::new(stmt)),
+            None => client.portal_store().put_empty_statement(&name),
+        }
+        client.send(PgWireBackendMessage::ParseComplete(pgwire::messages::extendedquery::ParseComplete::new())).await?;
+        Ok(())
     }
 
     /// pgwire's Execute reserves `max_rows` rows up front (2^31 - 1 is a legal value:

@@ -96,6 +96,21 @@ pub fn rel_oid(namespace: &str, name: &str) -> i32 {
     stable_oid(&["rel", namespace, name])
 }
 
+/// The OID of type `name` in schema `namespace` (an enum or a domain).
+pub fn type_oid(namespace: &str, name: &str) -> i32 {
+    stable_oid(&["type", namespace, name])
+}
+
+/// The OID of the array type of type `name` (an enum's `_name`).
+pub fn array_type_oid(namespace: &str, name: &str) -> i32 {
+    stable_oid(&["type[]", namespace, name])
+}
+
+/// The OID of label `label` of enum `name` (pg_enum.oid).
+pub fn enum_label_oid(namespace: &str, name: &str, label: &str) -> i32 {
+    stable_oid(&["enum", namespace, name, label])
+}
+
 fn constraint_oid(namespace: &str, table: &str, name: &str) -> i32 {
     stable_oid(&["constraint", namespace, table, name])
 }
@@ -847,7 +862,9 @@ impl PgRelationTable {
                             _ => "",
                         };
                         let ndims = if matches!(f.data_type(), DataType::List(_) | DataType::LargeList(_)) && !crate::pg_types::is_vector(f.data_type()) { 1 } else { 0 };
-                        rows.push((r.oid, name, t.oid() as i32, crate::pg_types::type_len(&t), i as i16 + 1, ndims, !f.is_nullable(), has_default && identity.is_empty(), identity, if matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) { 100 } else { 0 }));
+                        // A domain column is the domain's in the catalog (the base type's on the wire).
+                        let type_oid = crate::udf::user_types::domain_of(f).unwrap_or(t.oid() as i32);
+                        rows.push((r.oid, name, type_oid, crate::pg_types::type_len(&t), i as i16 + 1, ndims, !f.is_nullable(), has_default && identity.is_empty(), identity, if matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) { 100 } else { 0 }));
                     }
                 }
                 let len = rows.len();

@@ -1,4 +1,5 @@
-//! `pg_backend_pid()`, `pg_cancel_backend(pid)` and `pg_terminate_backend(pid)` (#14),
+//! `pg_backend_pid()`, `pg_cancel_backend(pid)`, `pg_terminate_backend(pid)` and
+//! `txid_current()` (the open BEGIN block's id, else a new one per statement) (#14),
 //! as PostgreSQL has them. Each session gets its own copies: `pg_backend_pid` is its
 //! process id, and the signal functions know who asks. A role may signal its own
 //! sessions; a superuser any; signalling another role's session is 42501. A pid
@@ -23,6 +24,7 @@ enum Kind {
     Cancel,
     Terminate,
     Notify,
+    TxidCurrent,
 }
 
 pub struct BackendFn {
@@ -58,6 +60,7 @@ pub fn functions(pid: i32, me: &Identity, backends: &Arc<Backends>) -> Vec<Scala
         (Kind::Cancel, pid_signature()),
         (Kind::Terminate, pid_signature()),
         (Kind::Notify, Signature::uniform(2, vec![DataType::Utf8], Volatility::Volatile)),
+        (Kind::TxidCurrent, Signature::nullary(Volatility::Stable)),
     ]
     .into_iter()
     .map(|(kind, signature)| ScalarUDF::new_from_impl(BackendFn { kind, signature, pid, me: me.clone(), backends: backends.clone() }))
@@ -91,6 +94,7 @@ impl ScalarUDFImpl for BackendFn {
             Kind::Cancel => "pg_cancel_backend",
             Kind::Terminate => "pg_terminate_backend",
             Kind::Notify => "pg_notify",
+            Kind::TxidCurrent => "txid_current",
         }
     }
 
@@ -101,6 +105,7 @@ impl ScalarUDFImpl for BackendFn {
     fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
         Ok(match self.kind {
             Kind::BackendPid => DataType::Int32,
+            Kind::TxidCurrent => DataType::Int64,
             // void
             Kind::Notify => DataType::Utf8,
             Kind::Cancel | Kind::Terminate => DataType::Boolean,
@@ -110,6 +115,10 @@ impl ScalarUDFImpl for BackendFn {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         if self.kind == Kind::BackendPid {
             return Ok(ColumnarValue::Scalar(ScalarValue::Int32(Some(self.pid))));
+        }
+        if self.kind == Kind::TxidCurrent {
+            let id = self.backends.get(self.pid).map(|b| b.txid_current()).ok_or_else(|| Error::Internal("this session's backend is gone".into()).into_datafusion())?;
+            return Ok(ColumnarValue::Scalar(ScalarValue::Int64(Some(id))));
         }
         if self.kind == Kind::Notify {
             let n = args.number_rows;

@@ -17,6 +17,7 @@ pub mod pii;
 pub mod psql_compat;
 pub mod quote_literal;
 pub mod sequence;
+pub mod user_types;
 pub mod vector;
 pub mod vector_aggregates;
 pub mod vector_math;

@@ -336,3 +336,49 @@ async fn oid_arrays_as_asyncpg_introspects_and_binary_array_parameters() {
     assert_eq!(one, 1);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enums_and_domains_as_clients_look_them_up() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    c.batch_execute("CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy'); CREATE DOMAIN score AS int CHECK (VALUE BETWEEN 0 AND 10); CREATE TABLE t (m mood, s score)").await.unwrap();
+    c.batch_execute("INSERT INTO t VALUES ('ok', 7)").await.unwrap();
+    // tokio-postgres reads an unknown OID's pg_type row and, for an enum, its pg_enum labels.
+    let rows = c.query("SELECT m, s FROM t", &[]).await.unwrap();
+    let t = rows[0].columns()[0].type_();
+    assert_eq!(t.name(), "mood");
+    assert_eq!(t.kind(), &tokio_postgres::types::Kind::Enum(vec!["sad".into(), "ok".into(), "happy".into()]));
+    // A domain travels as its base type, as PostgreSQL sends it.
+    assert_eq!(rows[0].columns()[1].type_(), &tokio_postgres::types::Type::INT4);
+    assert_eq!(rows[0].get::<_, i32>(1), 7);
+    let e = c.query("INSERT INTO t VALUES ('great', 1)", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "22P02", "{e}");
+    let e = c.query("INSERT INTO t VALUES ('ok', 11)", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "23514", "{e}");
+    // The labels are read when a statement runs: one added later counts at once.
+    c.batch_execute("ALTER TYPE mood ADD VALUE 'great'; INSERT INTO t VALUES ('great', 1)").await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_ids_and_an_empty_select() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    // (EXECUTE of a statement Parsed under a name: asyncpg's test_prepare_explicitly_named,
+    // tokio-postgres keeps its statement names to itself.)
+    // txid_current: one id for a BEGIN block, a new one per statement outside.
+    let id = |rows: Vec<tokio_postgres::Row>| rows[0].get::<_, i64>(0);
+    let a = id(c.query("SELECT txid_current()", &[]).await.unwrap());
+    let b = id(c.query("SELECT txid_current()", &[]).await.unwrap());
+    assert!(b > a);
+    c.batch_execute("BEGIN").await.unwrap();
+    let in1 = id(c.query("SELECT txid_current()", &[]).await.unwrap());
+    let in2 = id(c.query("SELECT txid_current()", &[]).await.unwrap());
+    c.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(in1, in2);
+    assert!(in1 > b);
+    // SELECT with an empty target list: one row of no columns.
+    let rows = c.query("SELECT", &[]).await.unwrap();
+    assert_eq!((rows.len(), rows[0].len()), (1, 0));
+    server.stop().await;
+}

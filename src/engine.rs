@@ -338,6 +338,9 @@ impl Engine {
             }
         }
         crate::udf::register_all(&template);
+        if let Some(inner) = template.state().scalar_functions().get("format_type").cloned() {
+            template.register_udf(crate::udf::user_types::FormatType::udf(inner, catalog.clone()));
+        }
         // The template's copies plan DEFAULTs at start; a statement's plan gets its
         // session's copies (with_session_functions).
         let template_identity = crate::catalog::roles::Identity { user: String::new(), superuser: true };

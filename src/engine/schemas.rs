@@ -151,8 +151,9 @@ impl Engine {
             let state = self.catalog.snapshot();
             let datasets: Vec<(String, bool)> = state.datasets.values().filter(|d| d.name.starts_with(&prefix)).map(|d| (d.name.clone(), d.is_view())).collect();
             let sequences: Vec<String> = state.sequences.keys().filter(|k| k.starts_with(&prefix)).cloned().collect();
-            if !cascade && (!datasets.is_empty() || !sequences.is_empty()) {
-                let what: Vec<&str> = datasets.iter().map(|(d, _)| d.as_str()).chain(sequences.iter().map(String::as_str)).take(5).collect();
+            let types: Vec<String> = state.types.keys().filter(|k| k.starts_with(&prefix)).cloned().collect();
+            if !cascade && (!datasets.is_empty() || !sequences.is_empty() || !types.is_empty()) {
+                let what: Vec<&str> = datasets.iter().map(|(d, _)| d.as_str()).chain(sequences.iter().map(String::as_str)).chain(types.iter().map(String::as_str)).take(5).collect();
                 return Err(Error::DependentObjects(format!(
                     "cannot drop schema {name} because other objects depend on it ({}); use DROP SCHEMA {name} CASCADE",
                     what.join(", ")
@@ -173,6 +174,17 @@ impl Engine {
                 let k = key.clone();
                 crate::catalog::blocking(move || catalog.update(|s| Ok(s.sequences.remove(&k)))).await?;
                 self.sequences.forget(&key);
+            }
+            // Its types last: domains over them first (DROP TYPE refuses a type in use).
+            let mut types = types;
+            types.sort_by_key(|k| !matches!(self.catalog.snapshot().types.get(k).map(|t| &t.kind), Some(crate::catalog::types::TypeKind::Domain { .. })));
+            for key in types {
+                let domain = matches!(self.catalog.snapshot().types.get(&key).map(|t| &t.kind), Some(crate::catalog::types::TypeKind::Domain { .. }));
+                let sql = format!("DROP {} IF EXISTS {}", if domain { "DOMAIN" } else { "TYPE" }, self.sql_ref(&key));
+                let (_, err) = Box::pin(self.execute(session, &sql)).await;
+                if let Some(e) = err {
+                    return Err(e);
+                }
             }
             let _ddl = self.ddl.lock().await;
             let catalog = self.catalog.clone();

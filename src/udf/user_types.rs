@@ -148,7 +148,8 @@ impl TypePlanner for UserTypePlanner {
         }
         let ast::DataType::Custom(name, modifiers) = sql_type else { return Ok(None) };
         let state = self.catalog.snapshot();
-        let Some(key) = resolve(&state, name) else { return Ok(None) };
+        // DataFusion plans no other named type: say so as PostgreSQL does (42704).
+        let Some(key) = resolve(&state, name) else { return Err(df(Error::UndefinedObject(format!("type \"{name}\" does not exist")))) };
         if !modifiers.is_empty() {
             return Err(df(Error::Syntax(format!("type modifier is not allowed for type \"{key}\""))));
         }
@@ -407,5 +408,98 @@ impl AnalyzerRule for UserTypeInput {
             Ok(Transformed::yes(LogicalPlan::Dml(DmlStatement::new(dml.table_name.clone(), dml.target.clone(), dml.op.clone(), input))))
         })
         .map(|t| t.data)
+    }
+}
+
+// ------------------------------------------------------------------- format_type
+
+/// `format_type(oid, typmod)` (datafusion-pg-catalog's) knowing the catalog's types
+/// and `vector`: SQLAlchemy and psql name a column's type with it.
+#[derive(Debug)]
+pub struct FormatType {
+    inner: Arc<ScalarUDF>,
+    catalog: Arc<Catalog>,
+}
+
+impl PartialEq for FormatType {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner == other.inner
+    }
+}
+
+impl Eq for FormatType {}
+
+impl Hash for FormatType {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.inner.name().hash(state);
+    }
+}
+
+impl FormatType {
+    pub fn udf(inner: Arc<ScalarUDF>, catalog: Arc<Catalog>) -> ScalarUDF {
+        ScalarUDF::new_from_impl(FormatType { inner, catalog })
+    }
+
+    /// The names of the catalog's types and their arrays, by OID (a type outside
+    /// `public` schema-qualified, as format_type writes one off the search path).
+    fn names(&self) -> HashMap<i64, String> {
+        let state = self.catalog.snapshot();
+        let mut out = HashMap::new();
+        for key in state.types.keys() {
+            let (ns, name) = split_key(&state, key);
+            let quote = |s: &str| if s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') { s.to_string() } else { format!("\"{}\"", s.replace('"', "\"\"")) };
+            let shown = if ns == "public" { quote(&name) } else { format!("{}.{}", quote(&ns), quote(&name)) };
+            out.insert(i64::from(type_oid(&ns, &name)), shown.clone());
+            out.insert(i64::from(crate::table_providers::pg_relations::array_type_oid(&ns, &name)), format!("{shown}[]"));
+        }
+        out
+    }
+}
+
+impl ScalarUDFImpl for FormatType {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
+        self.inner.return_type(args)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let n = args.number_rows;
+        let oids = cast(&args.args[0].to_array(n)?, &DataType::Int64)?;
+        let mods = match args.args.get(1) {
+            Some(m) => Some(cast(&m.to_array(n)?, &DataType::Int64)?),
+            None => None,
+        };
+        let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let base = cast(&self.inner.invoke_with_args(args)?.to_array(n)?, &DataType::Utf8)?;
+        let (oids, base) = (oids.as_primitive::<datafusion::arrow::datatypes::Int64Type>(), base.as_string::<i32>());
+        let names = self.names();
+        let mut out = datafusion::arrow::array::StringBuilder::with_capacity(base.len(), base.value_data().len());
+        for i in 0..base.len() {
+            let typmod = mods.as_ref().and_then(|m| m.as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>().filter(|m| m.is_valid(i)).map(|m| m.value(i)));
+            let oid = oids.is_valid(i).then(|| oids.value(i));
+            let vector = i64::from(super::vector::VECTOR_OID);
+            match oid {
+                Some(o) if o == vector => out.append_value(match typmod {
+                    Some(d) if d > 0 => format!("vector({d})"),
+                    _ => "vector".to_string(),
+                }),
+                Some(o) if o == i64::from(super::vector::VECTOR_ARRAY_OID) => out.append_value("vector[]"),
+                Some(o) if names.contains_key(&o) => out.append_value(&names[&o]),
+                _ if base.is_null(i) => out.append_null(),
+                _ => out.append_value(base.value(i)),
+            }
+        }
+        let out: ArrayRef = Arc::new(out.finish());
+        if scalar && out.len() == 1 {
+            return Ok(ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?));
+        }
+        Ok(ColumnarValue::Array(out))
     }
 }

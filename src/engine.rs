@@ -41,6 +41,7 @@ pub mod split;
 mod temp_table;
 pub mod tuning;
 mod user_types;
+mod alter_table;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -945,6 +946,7 @@ impl Engine {
                 | Statement::Drop { object_type: ObjectType::Type, .. }
                 | Statement::DropDomain(_)
                 | Statement::AlterType(_)
+                | Statement::AlterTable(_)
                 | Statement::Revoke(_) => Some(None),
                 _ => None,
             },
@@ -1067,6 +1069,7 @@ impl Engine {
                     return self.drop_types(session, std::slice::from_ref(&d.name), d.if_exists, matches!(d.drop_behavior, Some(datafusion::sql::sqlparser::ast::DropBehavior::Cascade)), true).await;
                 }
                 Statement::AlterType(at) => return self.alter_type(session, at).await,
+                Statement::AlterTable(at) => return self.alter_table(session, at).await,
                 // EXECUTE of a statement the client prepared over the protocol (asyncpg's
                 // `prepare(…, name=…)`): its text, run again.
                 Statement::Execute { .. } => {
@@ -1455,6 +1458,7 @@ impl Engine {
             identity_by_default: vec![],
             constraints: vec![],
             indexes: vec![],
+            dropped_columns: vec![],
             materialized: None,
             comment: None,
             column_comments: Default::default(),

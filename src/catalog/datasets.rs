@@ -73,6 +73,10 @@ pub struct DatasetRecord {
     /// on INSERT (#14); scans do not use them yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub indexes: Vec<ScalarIndexRecord>,
+    /// Columns ALTER TABLE … DROP COLUMN removed: still in the older files, so not to be
+    /// added again under the same name (#14).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped_columns: Vec<String>,
     /// Owner and ACL (#13); records from before have neither (open to every role).
     #[serde(default, flatten)]
     pub access: super::roles::Access,
@@ -262,6 +266,7 @@ pub fn new_record(name: &str, bucket: &str, location: String, source: &str) -> D
         identity_by_default: vec![],
         constraints: vec![],
         indexes: vec![],
+        dropped_columns: vec![],
         materialized: None,
         comment: None,
         column_comments: Default::default(),

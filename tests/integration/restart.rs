@@ -279,3 +279,40 @@ async fn schemas_and_their_tables_survive_a_restart() {
     assert_eq!(e.code().map(|c| c.code()), Some("23505"), "{e}");
     server.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn altered_tables_and_user_types_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = BinaryServer::start(&data);
+    let c = connect(server.port, "tester", None).await.unwrap();
+    c.batch_execute(
+        "CREATE TYPE mood AS ENUM ('sad', 'happy'); CREATE DOMAIN pos AS int CHECK (VALUE > 0); \
+         CREATE TABLE t (id int, gone text); INSERT INTO t VALUES (1, 'x'); \
+         ALTER TABLE t ADD COLUMN m mood, ADD COLUMN p pos; ALTER TABLE t DROP COLUMN gone; \
+         INSERT INTO t VALUES (2, 'happy', 5)",
+    )
+    .await
+    .unwrap();
+    drop(c);
+    server.terminate();
+    let server = BinaryServer::start(&data);
+    let c = connect(server.port, "tester", None).await.unwrap();
+    let rows = c.simple_query("SELECT id, m, p FROM t ORDER BY id").await.unwrap();
+    let got: Vec<Vec<Option<String>>> = rows
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some((0..3).map(|i| r.get(i).map(str::to_string)).collect()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, vec![vec![Some("1".into()), None, None], vec![Some("2".into()), Some("happy".into()), Some("5".into())]]);
+    // The types' checks still hold after the restart.
+    let e = c.batch_execute("INSERT INTO t VALUES (3, 'meh', 1)").await.unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("22P02"), "{e}");
+    let e = c.batch_execute("INSERT INTO t VALUES (3, 'sad', 0)").await.unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("23514"), "{e}");
+    let e = c.batch_execute("ALTER TABLE t ADD COLUMN gone text").await.unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("0A000"), "{e}");
+    server.terminate();
+}

@@ -234,10 +234,17 @@ fn validate_depth(state: &CatalogState, oid: i32, values: &ArrayRef, planned: &C
     }
 }
 
+/// The elements of a list array's rows (of its slice only: a sliced list's child
+/// array holds the other rows' elements too).
 fn flatten(values: &ArrayRef) -> crate::error::Result<ArrayRef> {
+    fn within<O: datafusion::arrow::array::OffsetSizeTrait>(l: &datafusion::arrow::array::GenericListArray<O>) -> ArrayRef {
+        let o = l.value_offsets();
+        let (first, last) = (o.first().map_or(0, |x| x.as_usize()), o.last().map_or(0, |x| x.as_usize()));
+        l.values().slice(first, last - first)
+    }
     Ok(match values.data_type() {
-        DataType::List(_) => values.as_list::<i32>().values().clone(),
-        DataType::LargeList(_) => values.as_list::<i64>().values().clone(),
+        DataType::List(_) => within(values.as_list::<i32>()),
+        DataType::LargeList(_) => within(values.as_list::<i64>()),
         _ => values.clone(),
     })
 }
@@ -501,5 +508,23 @@ impl ScalarUDFImpl for FormatType {
             return Ok(ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?));
         }
         Ok(ColumnarValue::Array(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sliced_list_checks_only_its_own_elements() {
+        use datafusion::arrow::array::{ListArray, StringArray};
+        use datafusion::arrow::buffer::OffsetBuffer;
+        let item = Arc::new(Field::new("item", DataType::Utf8, true));
+        let values: ArrayRef = Arc::new(StringArray::from(vec!["bad", "ok", "ok", "worse"]));
+        let list = ListArray::new(item, OffsetBuffer::new(vec![0, 1, 3, 4].into()), values, None);
+        let middle: ArrayRef = Arc::new(list.slice(1, 1));
+        let flat = flatten(&middle).unwrap();
+        let flat = flat.as_string::<i32>();
+        assert_eq!((0..flat.len()).map(|i| flat.value(i)).collect::<Vec<_>>(), vec!["ok", "ok"]);
     }
 }

@@ -108,14 +108,7 @@ impl Engine {
                 "ADD COLUMN \"{name}\" with a DEFAULT on a table with rows (its rows would need the default written into them): add it without DEFAULT, or to an empty table"
             )));
         }
-        // The column's type as this session plans it (enums, domains and vector(n)
-        // with their marks).
-        let planned = session.ctx.state().create_logical_plan(&format!("SELECT CAST(NULL AS {}) AS c", def.data_type)).await?;
-        let field = crate::udf::user_types::UserTypePlanner::new(self.catalog.clone())
-            .field(&def.data_type)?
-            .unwrap_or_else(|| planned.schema().field(0).as_ref().clone())
-            .with_name(name.clone())
-            .with_nullable(!not_null);
+        let field = self.field_of_type(session, &def.data_type).await?.with_name(name.clone()).with_nullable(!not_null);
         if let Some(d) = &default {
             // Checked now, as CREATE TABLE checks it: a DEFAULT that does not plan is refused.
             session.ctx.state().create_logical_plan(&format!("SELECT CAST({d} AS {}) AS c", def.data_type)).await?;

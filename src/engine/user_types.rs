@@ -199,18 +199,25 @@ impl Engine {
         Ok(QueryResult::command("CREATE TYPE"))
     }
 
+    /// The field a value of SQL type `t` has, as this session plans it: the type
+    /// planners' own when they know the type (it carries the marks of an enum, a domain
+    /// or `vector`, which a plan's schema does not keep), else DataFusion's.
+    pub(super) async fn field_of_type(&self, session: &Session, t: &SqlType) -> Result<datafusion::arrow::datatypes::Field> {
+        if let Some(f) = crate::udf::user_types::UserTypePlanner::new(self.catalog.clone()).field(t)? {
+            return Ok(f);
+        }
+        let plan = session.ctx.state().create_logical_plan(&format!("SELECT CAST(NULL AS {t}) AS value")).await?;
+        Ok(plan.schema().field(0).as_ref().clone())
+    }
+
     /// `CREATE DOMAIN`, from its text.
     pub(super) async fn create_domain(&self, session: &Session, sql: &str) -> Result<QueryResult> {
         let d = parse_domain(sql)?;
         let _ddl = self.ddl.lock().await;
         let key = self.new_type_key(&d.name)?;
-        // The base type as this session plans it: a built-in type, vector(n), an enum or
-        // another domain (whose checks a value then passes first).
-        let plan = session.ctx.state().create_logical_plan(&format!("SELECT CAST(NULL AS {}) AS value", d.data_type)).await?;
-        // The planners' own field when they know the type (it carries the marks of an
-        // enum, a domain or `vector`, which the plan's schema does not keep).
-        let planned = crate::udf::user_types::UserTypePlanner::new(self.catalog.clone()).field(&d.data_type)?;
-        let base = planned.unwrap_or_else(|| plan.schema().field(0).as_ref().clone()).with_name("value").with_nullable(true);
+        // The base type: a built-in type, vector(n), an enum or another domain (whose
+        // checks a value then passes first).
+        let base = self.field_of_type(session, &d.data_type).await?.with_name("value").with_nullable(true);
         let schema = Arc::new(Schema::new(vec![base]));
         let (_, bare) = crate::table_providers::pg_relations::split_key(&self.catalog.snapshot(), &key);
         let mut checks: Vec<(String, String)> = vec![];

@@ -683,37 +683,13 @@ impl datafusion::optimizer::AnalyzerRule for JsonInput {
     }
 
     fn analyze(&self, plan: datafusion::logical_expr::LogicalPlan, _: &datafusion::common::config::ConfigOptions) -> DfResult<datafusion::logical_expr::LogicalPlan> {
-        use datafusion::common::tree_node::{Transformed, TreeNode};
-        use datafusion::logical_expr::{DmlStatement, LogicalPlan, Projection, WriteOp};
-        plan.transform_up(|p| {
-            let LogicalPlan::Dml(dml) = &p else { return Ok(Transformed::no(p)) };
-            if !matches!(dml.op, WriteOp::Insert(_)) {
-                return Ok(Transformed::no(p));
-            }
-            let table = dml.target.schema();
-            let marks: Vec<Option<bool>> =
-                table.fields().iter().map(|f| is_json(f).then(|| f.metadata().get(VECTOR_MARK).is_some_and(|m| m == "jsonb"))).collect();
-            let input_schema = dml.input.schema().clone();
-            if marks.iter().all(Option::is_none) || input_schema.fields().len() != marks.len() {
-                return Ok(Transformed::no(p));
-            }
-            let exprs: Vec<Expr> = input_schema
-                .columns()
-                .into_iter()
-                .zip(&marks)
-                .map(|(c, mark)| match mark {
-                    Some(jsonb) => {
-                        let f = ScalarUDF::new_from_impl(JsonIn { jsonb: *jsonb, signature: Signature::any(1, Volatility::Immutable) });
-                        Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(f), vec![Expr::Column(c.clone())])).alias(c.name)
-                    }
-                    None => Expr::Column(c),
-                })
-                .collect();
-            let input = Arc::new(LogicalPlan::Projection(Projection::try_new(exprs, dml.input.clone())?));
-            let new = DmlStatement::new(dml.table_name.clone(), dml.target.clone(), dml.op.clone(), input);
-            Ok(Transformed::yes(LogicalPlan::Dml(new)))
+        super::check_inserts(plan, |f, column| {
+            let jsonb = f.metadata().get(VECTOR_MARK).is_some_and(|m| m == "jsonb");
+            is_json(f).then(|| {
+                let udf = ScalarUDF::new_from_impl(JsonIn { jsonb, signature: Signature::any(1, Volatility::Immutable) });
+                Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(udf), vec![column]))
+            })
         })
-        .map(|t| t.data)
     }
 }
 

@@ -25,9 +25,13 @@ pub mod vector_ops;
 pub mod vector_search;
 pub mod version;
 
+use std::sync::Arc;
+
 use datafusion::arrow::array::ArrayRef;
-use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs};
+use datafusion::arrow::datatypes::FieldRef;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Result as DfResult, ScalarValue};
+use datafusion::logical_expr::{ColumnarValue, DmlStatement, Expr, LogicalPlan, Projection, ScalarFunctionArgs, WriteOp};
 use datafusion::prelude::SessionContext;
 
 /// A function's result: one scalar when every argument was a constant and it has one
@@ -39,6 +43,40 @@ pub(crate) fn one_or_many(a: ArrayRef, args: &ScalarFunctionArgs) -> ColumnarVal
         }
     }
     ColumnarValue::Array(a)
+}
+
+/// Every INSERT in `plan` (COPY FROM is one) with each column of its rows passed
+/// through `check(target column's field, column)` where that gives an expression: the
+/// analyzer rules that keep a column's values valid for its type (json_ops::JsonInput,
+/// user_types::UserTypeInput) share this.
+pub(crate) fn check_inserts(plan: LogicalPlan, check: impl Fn(&FieldRef, Expr) -> Option<Expr>) -> DfResult<LogicalPlan> {
+    plan.transform_up(|p| {
+        let LogicalPlan::Dml(dml) = &p else { return Ok(Transformed::no(p)) };
+        let table = dml.target.schema();
+        let input_schema = dml.input.schema().clone();
+        if !matches!(dml.op, WriteOp::Insert(_)) || input_schema.fields().len() != table.fields().len() {
+            return Ok(Transformed::no(p));
+        }
+        let mut changed = false;
+        let exprs: Vec<Expr> = input_schema
+            .columns()
+            .into_iter()
+            .zip(table.fields().iter())
+            .map(|(c, f)| match check(f, Expr::Column(c.clone())) {
+                Some(e) => {
+                    changed = true;
+                    e.alias(c.name)
+                }
+                None => Expr::Column(c),
+            })
+            .collect();
+        if !changed {
+            return Ok(Transformed::no(p));
+        }
+        let input = Arc::new(LogicalPlan::Projection(Projection::try_new(exprs, dml.input.clone())?));
+        Ok(Transformed::yes(LogicalPlan::Dml(DmlStatement::new(dml.table_name.clone(), dml.target.clone(), dml.op.clone(), input))))
+    })
+    .map(|t| t.data)
 }
 
 pub fn register_all(ctx: &SessionContext) {

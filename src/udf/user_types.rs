@@ -24,7 +24,7 @@ use datafusion::common::{DFSchema, Result as DfResult};
 use datafusion::config::ConfigOptions;
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::planner::TypePlanner;
-use datafusion::logical_expr::{ColumnarValue, DmlStatement, Expr, LogicalPlan, Projection, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, WriteOp};
+use datafusion::logical_expr::{ColumnarValue, Expr, LogicalPlan, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::sql::sqlparser::ast;
@@ -130,8 +130,8 @@ pub fn field_of(state: &CatalogState, key: &str) -> crate::error::Result<Field> 
 
 // ------------------------------------------------------------------- type planner
 
-/// Enum and domain names in casts and column definitions; other types go to
-/// `fallback`.
+/// Enum and domain names in casts and column definitions, after `fallback` (the
+/// built-in names) found nothing.
 #[derive(Debug)]
 pub struct UserTypePlanner {
     pub catalog: Arc<Catalog>,
@@ -379,42 +379,24 @@ impl AnalyzerRule for UserTypeInput {
             .transform_up_with_subqueries(|p| {
                 p.map_expressions(|e| {
                     e.transform_up(|e| {
-                        let (inner, field) = match e {
-                            Expr::Cast(c) if checked_type(&c.field).is_some() => (c.expr, c.field),
-                            Expr::TryCast(c) if checked_type(&c.field).is_some() => (c.expr, c.field),
+                        let (inner, field, oid) = match e {
+                            Expr::Cast(c) => match checked_type(&c.field) {
+                                Some(oid) => (c.expr, c.field, oid),
+                                None => return Ok(Transformed::no(Expr::Cast(c))),
+                            },
+                            Expr::TryCast(c) => match checked_type(&c.field) {
+                                Some(oid) => (c.expr, c.field, oid),
+                                None => return Ok(Transformed::no(Expr::TryCast(c))),
+                            },
                             other => return Ok(Transformed::no(other)),
                         };
-                        let oid = checked_type(&field).unwrap_or_default();
                         let plain = Expr::Cast(datafusion::logical_expr::Cast::new(inner, field.data_type().clone()));
                         Ok(Transformed::yes(type_in(&self.catalog, oid, field, &self.planned, plain)))
                     })
                 })
             })?
             .data;
-        plan.transform_up(|p| {
-            let LogicalPlan::Dml(dml) = &p else { return Ok(Transformed::no(p)) };
-            if !matches!(dml.op, WriteOp::Insert(_)) {
-                return Ok(Transformed::no(p));
-            }
-            let table = dml.target.schema();
-            let input_schema = dml.input.schema().clone();
-            let types: Vec<Option<i32>> = table.fields().iter().map(|f| checked_type(f)).collect();
-            if types.iter().all(Option::is_none) || input_schema.fields().len() != types.len() {
-                return Ok(Transformed::no(p));
-            }
-            let exprs: Vec<Expr> = input_schema
-                .columns()
-                .into_iter()
-                .zip(types.iter().zip(table.fields().iter()))
-                .map(|(c, (oid, f))| match oid {
-                    Some(oid) => type_in(&self.catalog, *oid, f.clone(), &self.planned, Expr::Column(c.clone())).alias(c.name),
-                    None => Expr::Column(c),
-                })
-                .collect();
-            let input = Arc::new(LogicalPlan::Projection(Projection::try_new(exprs, dml.input.clone())?));
-            Ok(Transformed::yes(LogicalPlan::Dml(DmlStatement::new(dml.table_name.clone(), dml.target.clone(), dml.op.clone(), input))))
-        })
-        .map(|t| t.data)
+        super::check_inserts(plan, |f, column| checked_type(f).map(|oid| type_in(&self.catalog, oid, f.clone(), &self.planned, column)))
     }
 }
 
